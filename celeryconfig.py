@@ -1,0 +1,45 @@
+"""Celery settings of the farm, every value taken from inference_farm.settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inference_farm.settings import Settings
+
+CONTROL_QUEUE = "farm.control"
+MODEL_QUEUE_PREFIX = "farm.model."
+
+
+def build(settings: Settings) -> dict[str, Any]:
+    """The Celery configuration for settings."""
+    # One visibility timeout for broker and result backend, so neither redelivers early.
+    transport = {"visibility_timeout": settings.visibility_timeout}
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.effective_result_backend,
+        # JSON only: a message in any other format is rejected, never unpickled.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # A job is acknowledged after it ran, and requeued if its worker dies mid-job.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # Inference jobs vary in length: reserving one at a time keeps idle workers fed.
+        "worker_prefetch_multiplier": settings.worker_prefetch_multiplier,
+        "worker_concurrency": settings.worker_concurrency,
+        "task_track_started": True,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "result_expires": settings.result_expires,
+        "result_extended": True,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": CONTROL_QUEUE,
+        "task_create_missing_queues": True,
+        "worker_hijack_root_logger": False,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }

@@ -1,0 +1,64 @@
+"""Error bodies: {"error": …} on /v2 (Open Inference Protocol), flask-smorest's shape on /v1."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, jsonify, request
+from flask.typing import ResponseReturnValue
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+from inference_farm.errors import FarmError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, message: str, **extra: Any) -> ResponseReturnValue:
+    """The error body for the current request's API, with status."""
+    if request.path.startswith("/v2"):
+        body: dict[str, Any] = {"error": message}
+    else:
+        body = {
+            "code": status,
+            "status": HTTPStatus(status).phrase,
+            "message": message,
+            "error": message,
+        }
+    body.update(extra)
+    return jsonify(body), status
+
+
+class FarmApi(Api):
+    """flask-smorest's Api with the farm's error bodies."""
+
+    def handle_http_exception(self, error: HTTPException) -> ResponseReturnValue:
+        """Render a werkzeug HTTP error (404, 405, 422 …) as the farm's error body."""
+        extra: dict[str, Any] = {}
+        messages = getattr(error, "data", {}).get("messages")
+        if messages:
+            extra["errors"] = messages
+        response, status = error_response(error.code or 500, error.description or "", **extra)
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, status
+
+
+def _handle_farm_error(error: FarmError) -> ResponseReturnValue:
+    if error.status >= 500:
+        log.warning("%s: %s", type(error).__name__, error.message)
+    return error_response(error.status, error.message)
+
+
+def _handle_unexpected(error: Exception) -> ResponseReturnValue:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(500, "internal server error; the server log has the details")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Route FarmError and anything unexpected to the farm's error bodies."""
+    app.register_error_handler(FarmError, _handle_farm_error)
+    app.register_error_handler(Exception, _handle_unexpected)

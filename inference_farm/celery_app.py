@@ -1,0 +1,53 @@
+"""The Celery app of the farm and its queue names; the only `celery -A` target."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, signals
+
+import celeryconfig
+from inference_farm.errors import SettingsError
+from inference_farm.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+CONTROL_QUEUE = celeryconfig.CONTROL_QUEUE
+NO_BROKER = (
+    "no broker configured: set INFERENCE_FARM_BROKER_URL, "
+    "or run `inference-farm up`, which starts its own Redis"
+)
+
+
+def model_queue(name: str) -> str:
+    """The queue that carries inference jobs for model name."""
+    return celeryconfig.MODEL_QUEUE_PREFIX + name
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    """A Celery app configured from settings (default: the process settings)."""
+    settings = settings or get_settings()
+    if not settings.broker_url:
+        raise SettingsError(NO_BROKER)
+    celery = Celery("inference_farm", include=["inference_farm.tasks"])
+    celery.conf.update(celeryconfig.build(settings))
+    celery.conf.farm_settings = settings
+    return celery
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_kwargs: Any) -> None:
+    from inference_farm.logs import configure_logging
+
+    configure_logging(get_settings().log_level)
+
+
+def __getattr__(name: str) -> Any:
+    # `celery -A inference_farm.celery_app` looks up `app`; build it on first use only,
+    # so importing this module never needs a broker.
+    if name in ("app", "celery"):
+        value = create_celery()
+        globals()["app"] = globals()["celery"] = value
+        return value
+    raise AttributeError(name)

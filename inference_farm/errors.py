@@ -1,0 +1,78 @@
+"""One exception tree for the farm; every error knows its HTTP status."""
+
+from __future__ import annotations
+
+
+class FarmError(Exception):
+    """Base of every error the farm raises on purpose."""
+
+    status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SettingsError(FarmError):
+    """A setting is missing, unknown or malformed."""
+
+
+class InvalidInput(FarmError):
+    """The request is malformed or does not fit what was expected."""
+
+    status = 400
+
+
+class Unauthorized(FarmError):
+    """No valid credentials were presented."""
+
+    status = 401
+
+
+class Forbidden(FarmError):
+    """The credentials do not allow this action."""
+
+    status = 403
+
+
+class NotFound(FarmError):
+    """The named resource does not exist."""
+
+    status = 404
+
+
+class Conflict(FarmError):
+    """The request conflicts with the current state, such as a duplicate."""
+
+    status = 409
+
+
+class PayloadTooLarge(FarmError):
+    """The request body or upload is over the configured limit."""
+
+    status = 413
+
+
+class RateLimited(FarmError):
+    """The caller is over its rate limit."""
+
+    status = 429
+
+
+class Unavailable(FarmError):
+    """A dependency (database, broker, workers) cannot serve the request now."""
+
+    status = 503
+
+
+class SchemaNotReady(Unavailable):
+    """The registry database has not been migrated to the current schema."""
+
+
+class DeadlineExceeded(FarmError):
+    """The request did not finish within its timeout."""
+
+    status = 504

@@ -1,0 +1,97 @@
+"""API keys: random tokens with a visible prefix, stored only as a SHA-256 hash."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import string
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from inference_farm.errors import InvalidInput
+from inference_farm.registry.db import utcnow
+from inference_farm.registry.models import ApiKey
+
+SCOPES = ("infer", "jobs", "models:read", "models:write", "keys:admin", "admin")
+TOKEN_MARK = "ifk"  # noqa: S105 (a marker, not a secret)
+PREFIX_CHARS = string.ascii_lowercase + string.digits
+PREFIX_LENGTH = 8
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    """A key just created: the record, and the secret that is shown only now."""
+
+    record: ApiKey
+    secret: str
+
+
+def hash_secret(token: str) -> str:
+    """The stored form of a token; tokens carry 256 bits, so a plain SHA-256 suffices."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def split_token(token: str) -> str | None:
+    """The visible prefix of a well-formed token, else None."""
+    parts = token.split("_")
+    if len(parts) != 3 or parts[0] != TOKEN_MARK or len(parts[1]) != PREFIX_LENGTH:
+        return None
+    return parts[1]
+
+
+def mask(token: str) -> str:
+    """A token reduced to its prefix, safe for logs."""
+    prefix = split_token(token)
+    return f"{TOKEN_MARK}_{prefix}_…" if prefix else "<malformed key>"
+
+
+def check_scopes(scopes: list[str]) -> list[str]:
+    """The scopes, de-duplicated; InvalidInput names any unknown one."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        raise InvalidInput(f"unknown scope {unknown[0]!r}: expected one of {', '.join(SCOPES)}")
+    if not scopes:
+        raise InvalidInput(f"a key needs at least one scope: one of {', '.join(SCOPES)}")
+    return sorted(set(scopes))
+
+
+def create_key(
+    session: Session,
+    name: str,
+    scopes: list[str],
+    models: list[str] | None = None,
+    expires_at: dt.datetime | None = None,
+) -> CreatedKey:
+    """Create and commit a key; the secret is returned once and never stored."""
+    prefix = "".join(secrets.choice(PREFIX_CHARS) for _ in range(PREFIX_LENGTH))
+    token = f"{TOKEN_MARK}_{prefix}_{secrets.token_urlsafe(32)}"
+    record = ApiKey(
+        name=name,
+        prefix=prefix,
+        secret_hash=hash_secret(token),
+        scopes=check_scopes(scopes),
+        models=models,
+        expires_at=expires_at,
+    )
+    session.add(record)
+    session.commit()
+    return CreatedKey(record=record, secret=token)
+
+
+def verify_key(session: Session, token: str) -> ApiKey | None:
+    """The live key that token belongs to, or None if unknown, revoked or expired."""
+    prefix = split_token(token)
+    if prefix is None:
+        return None
+    record = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()
+    expected = record.secret_hash if record else hash_secret("")
+    if not hmac.compare_digest(expected, hash_secret(token)) or record is None:
+        return None
+    now = utcnow()
+    if record.revoked_at is not None or (record.expires_at and record.expires_at <= now):
+        return None
+    return record

@@ -1,0 +1,185 @@
+"""The one reader of the environment: INFERENCE_FARM_* variables over an optional YAML file."""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from inference_farm.errors import SettingsError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "INFERENCE_FARM_"
+CONFIG_VAR = PREFIX + "CONFIG"
+# Variables with the prefix that belong to the client and the CLI, not to the server.
+CLIENT_VARS = frozenset({"CONFIG", "URL", "API_KEY"})
+BROKER_SCHEMES = ("redis", "rediss", "redis+socket")
+DATABASE_DRIVERS = ("sqlite", "postgresql")
+
+
+class Settings(BaseModel):
+    """Every setting of the farm, with its default and meaning."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Field(Path(".inference-farm"), description="Local data folder.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the registry; default: SQLite in data_dir."
+    )
+    broker_url: str | None = Field(
+        None, description="Redis URL of the Celery broker; unset: `up` starts its own Redis."
+    )
+    result_backend: str | None = Field(
+        None, description="Redis URL of the result backend; default: the broker URL."
+    )
+    storage_url: str | None = Field(
+        None, description="Artifact store URL; default: file:// folder in data_dir."
+    )
+    result_expires: int = Field(86400, ge=1, description="Seconds a result is kept.")
+    visibility_timeout: int = Field(
+        3600, ge=1, description="Seconds before an unacknowledged job is redelivered."
+    )
+    worker_prefetch_multiplier: int = Field(
+        1, ge=1, description="Messages a worker process reserves ahead of time."
+    )
+    worker_concurrency: int | None = Field(
+        None, ge=1, description="Worker processes; default: the number of CPUs."
+    )
+    api_host: str = Field("127.0.0.1", description="Address the API binds to.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port of the API.")
+    api_workers: int = Field(2, ge=1, description="gunicorn worker processes.")
+    api_threads: int = Field(8, ge=1, description="Threads per gunicorn worker.")
+    flower_port: int = Field(5555, ge=1, le=65535, description="Port of Flower.")
+    flower_basic_auth: str | None = Field(
+        None, description="user:password that Flower requires; unset: no auth."
+    )
+    health_timeout: float = Field(
+        2.0, gt=0, description="Seconds the readiness check waits for each dependency."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of every process."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("broker_url", "result_backend")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in BROKER_SCHEMES:
+            raise ValueError(
+                f"expected a redis://, rediss:// or redis+socket:// URL, got {value!r}"
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("expected an SQLAlchemy URL such as postgresql+psycopg://…") from None
+        if url.get_backend_name() not in DATABASE_DRIVERS:
+            raise ValueError(f"expected a sqlite:// or postgresql:// URL, got {url.drivername}://")
+        return value
+
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _basic_auth(cls, value: str | None) -> str | None:
+        if value is not None and (":" not in value or value.startswith(":")):
+            raise ValueError("expected user:password")
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        """The registry URL, with the embedded SQLite default filled in."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'registry.db').resolve()}"
+
+    @property
+    def effective_result_backend(self) -> str | None:
+        """The result backend URL, defaulting to the broker."""
+        return self.result_backend or self.broker_url
+
+    @property
+    def effective_storage_url(self) -> str:
+        """The artifact store URL, with the local default filled in."""
+        return self.storage_url or (self.data_dir / "artifacts").resolve().as_uri()
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as exc:
+        raise SettingsError(f"cannot read {CONFIG_VAR}={path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{CONFIG_VAR}={path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"{CONFIG_VAR}={path} must be a mapping of setting: value")
+    return {str(key): value for key, value in data.items()}
+
+
+def _from_env(env: dict[str, str]) -> dict[str, str]:
+    values = {}
+    for name, value in env.items():
+        if not name.startswith(PREFIX):
+            continue
+        key = name[len(PREFIX) :]
+        if key in CLIENT_VARS:
+            continue
+        if key.lower() not in Settings.model_fields:
+            log.warning("ignoring unknown setting %s", name)
+            continue
+        values[key.lower()] = value if value != "" else None
+    return values
+
+
+def _describe(key: str, sources: dict[str, str]) -> str:
+    origin = sources.get(key, "default")
+    return f"{PREFIX}{key.upper()}" if origin == "env" else f"{key} (in {origin})"
+
+
+def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from env (default os.environ) over the YAML file; raise SettingsError."""
+    env = dict(os.environ if env is None else env)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if env.get(CONFIG_VAR):
+        for key, value in _read_yaml(env[CONFIG_VAR]).items():
+            values[key], sources[key] = value, env[CONFIG_VAR]
+    for key, value in _from_env(env).items():
+        values[key], sources[key] = value, "env"
+    values.update(overrides)
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = str(error["loc"][0]) if error["loc"] else "?"
+        if error["type"] == "extra_forbidden":
+            raise SettingsError(f"unknown setting {_describe(key, sources)}") from None
+        message = error["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"invalid setting {_describe(key, sources)}: {message}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()
