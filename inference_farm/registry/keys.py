@@ -37,10 +37,14 @@ def hash_secret(token: str) -> str:
 
 def split_token(token: str) -> str | None:
     """The visible prefix of a well-formed token, else None."""
-    parts = token.split("_")
-    if len(parts) != 3 or parts[0] != TOKEN_MARK or len(parts[1]) != PREFIX_LENGTH:
+    # The secret part is urlsafe base64 and may itself contain "_".
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != TOKEN_MARK or not parts[2]:
         return None
-    return parts[1]
+    prefix = parts[1]
+    if len(prefix) != PREFIX_LENGTH or not set(prefix) <= set(PREFIX_CHARS):
+        return None
+    return prefix
 
 
 def mask(token: str) -> str:

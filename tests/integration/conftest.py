@@ -1,0 +1,155 @@
+"""Real services for integration tests: Redis, PostgreSQL, SQLite and a Celery worker process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from inference_farm.registry import Base, Database
+from inference_farm.registry.migrate import upgrade
+from inference_farm.settings import Settings, load_settings
+from tests.services import (
+    ServiceMissing,
+    postgres_server,
+    redis_server,
+    scratch_database,
+    stop_group,
+)
+
+
+def _missing(kind: str, reason: str) -> None:
+    # Skipping is a local convenience only: CI must run every test.
+    if os.environ.get("CI"):
+        pytest.fail(f"{kind} is required when CI is set: {reason}")
+    pytest.skip(f"{kind} unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a real Redis database reserved for the tests."""
+    stack = contextlib.ExitStack()
+    try:
+        url = stack.enter_context(redis_server())
+    except ServiceMissing as exc:
+        _missing("Redis", str(exc))
+    with stack:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a real PostgreSQL server's maintenance database."""
+    stack = contextlib.ExitStack()
+    try:
+        url = stack.enter_context(postgres_server())
+    except ServiceMissing as exc:
+        _missing("PostgreSQL", str(exc))
+    with stack:
+        yield url
+
+
+@pytest.fixture
+def broker_url(redis_url: str) -> Iterator[str]:
+    """The test Redis database, empty before the test and emptied after it."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield redis_url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def fresh_postgres(postgres_url: str) -> Iterator[str]:
+    """URL of a brand-new, unmigrated PostgreSQL database, dropped after the test."""
+    with scratch_database(postgres_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres_url: str) -> Iterator[str]:
+    """URL of a PostgreSQL database at the head revision, shared by the session."""
+    with scratch_database(postgres_url) as url:
+        database = Database(url)
+        upgrade(database)
+        database.engine.dispose()
+        yield url
+
+
+def _empty_tables(database: Database) -> None:
+    database.remove()
+    with database.engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of a migrated registry: an SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'registry.db'}"
+        database = Database(url)
+        upgrade(database)
+        database.engine.dispose()
+        return url
+    return request.getfixturevalue("migrated_postgres")
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    """A migrated registry whose rows are deleted after the test."""
+    database = Database(database_url)
+    yield database
+    _empty_tables(database)
+    database.engine.dispose()
+
+
+@pytest.fixture
+def farm_database(migrated_postgres: str) -> Iterator[str]:
+    """The shared migrated PostgreSQL database, its rows deleted after the test."""
+    yield migrated_postgres
+    database = Database(migrated_postgres)
+    _empty_tables(database)
+    database.engine.dispose()
+
+
+@pytest.fixture
+def farm_env(tmp_path: Path, broker_url: str, farm_database: str) -> dict[str, str]:
+    """Environment for farm processes: test Redis, migrated PostgreSQL, a private data dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_FARM_")}
+    env.update(
+        INFERENCE_FARM_BROKER_URL=broker_url,
+        INFERENCE_FARM_DATABASE_URL=farm_database,
+        INFERENCE_FARM_DATA_DIR=str(tmp_path / "data"),
+        INFERENCE_FARM_WORKER_CONCURRENCY="1",
+    )
+    return env
+
+
+@pytest.fixture
+def farm_settings(farm_env: dict[str, str]) -> Settings:
+    """The same settings as farm_env, for in-process use (API app, Celery client)."""
+    return load_settings(env=farm_env)
+
+
+@pytest.fixture
+def worker(farm_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen]:
+    """A real `inference-farm worker` process on the test services; stopped after the test."""
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "inference_farm", "worker"],
+            env=farm_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    process.log_path = log_path  # type: ignore[attr-defined]
+    yield process
+    stop_group(process)
