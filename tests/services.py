@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -153,7 +153,7 @@ def scratch_database(server_url: str) -> Iterator[str]:
         admin.dispose()
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.2) -> bool:  # noqa: ANN001
+def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.2) -> bool:
     """Poll predicate until it is truthy or timeout passes; return its last verdict."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -13,7 +13,13 @@ from alembic.runtime.migration import MigrationContext
 
 from inference_farm.errors import SchemaNotReady
 from inference_farm.registry import Base, Database
-from inference_farm.registry.migrate import current_revision, downgrade, ensure_current, head_revision, upgrade
+from inference_farm.registry.migrate import (
+    current_revision,
+    downgrade,
+    ensure_current,
+    head_revision,
+    upgrade,
+)
 
 TABLES = {"models", "model_versions", "api_keys", "jobs", "alembic_version"}
 

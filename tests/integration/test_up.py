@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import IO
 
 import httpx
 import psutil
@@ -21,7 +22,7 @@ from inference_farm.registry.keys import verify_key
 START_TIMEOUT_S = 90
 
 
-def _lines(stream, sink: queue.Queue) -> None:  # noqa: ANN001
+def _lines(stream: IO[str], sink: queue.Queue) -> None:
     for line in stream:
         sink.put(line)
     sink.put(None)
