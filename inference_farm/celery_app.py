@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from celery import Celery, signals
@@ -47,7 +48,12 @@ def __getattr__(name: str) -> Any:
     # `celery -A inference_farm.celery_app` looks up `app`; build it on first use only,
     # so importing this module never needs a broker.
     if name in ("app", "celery"):
-        value = create_celery()
+        try:
+            value = create_celery()
+        except SettingsError as exc:
+            # `celery -A` would bury the reason under its own traceback.
+            sys.stderr.write(f"error: {exc}\n")
+            raise SystemExit(3) from None
         globals()["app"] = globals()["celery"] = value
         return value
     raise AttributeError(name)

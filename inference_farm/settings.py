@@ -24,6 +24,13 @@ BROKER_SCHEMES = ("redis", "rediss", "redis+socket")
 DATABASE_DRIVERS = ("sqlite", "postgresql")
 
 
+def _hide_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
+
+
 class Settings(BaseModel):
     """Every setting of the farm, with its default and meaning."""
 
@@ -76,8 +83,9 @@ class Settings(BaseModel):
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
         if value is not None and urlsplit(value).scheme not in BROKER_SCHEMES:
+            shown = _hide_password(value)
             raise ValueError(
-                f"expected a redis://, rediss:// or redis+socket:// URL, got {value!r}"
+                f"expected a redis://, rediss:// or redis+socket:// URL, got {shown!r}"
             )
         return value
 
@@ -100,8 +108,10 @@ class Settings(BaseModel):
     @field_validator("flower_basic_auth")
     @classmethod
     def _basic_auth(cls, value: str | None) -> str | None:
-        if value is not None and (":" not in value or value.startswith(":")):
-            raise ValueError("expected user:password")
+        if value is not None:
+            user, _, password = value.partition(":")
+            if not user or not password:
+                raise ValueError("expected user:password, both non-empty")
         return value
 
     @property
@@ -129,7 +139,8 @@ def _read_yaml(path: str) -> dict[str, Any]:
     except OSError as exc:
         raise SettingsError(f"cannot read {CONFIG_VAR}={path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise SettingsError(f"{CONFIG_VAR}={path} is not valid YAML: {exc}") from None
+        reason = " ".join(str(exc).split())
+        raise SettingsError(f"{CONFIG_VAR}={path} is not valid YAML: {reason}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -148,7 +159,9 @@ def _from_env(env: dict[str, str]) -> dict[str, str]:
         if key.lower() not in Settings.model_fields:
             log.warning("ignoring unknown setting %s", name)
             continue
-        values[key.lower()] = value if value != "" else None
+        if value == "":
+            continue  # an empty variable means unset: the file or the default applies
+        values[key.lower()] = value
     return values
 
 

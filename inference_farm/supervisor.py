@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import logging
 import os
 import signal
@@ -23,6 +24,13 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _stderr_fd() -> int | None:
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return None  # a captured stderr has no descriptor: inherit ours
+
+
 @dataclass
 class Supervisor:
     """Start named children in their own process groups and stop them all on exit."""
@@ -38,7 +46,7 @@ class Supervisor:
         process = subprocess.Popen(
             argv,
             env=self.env,
-            stdout=sys.stderr.fileno(),
+            stdout=_stderr_fd(),
             start_new_session=True,
             preexec_fn=preexec,
         )
