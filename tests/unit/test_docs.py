@@ -1,0 +1,34 @@
+"""The README and CI agree with the code: the test command, and every setting documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from inference_farm.settings import Settings
+
+ROOT = Path(__file__).parents[2]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _bash_blocks() -> list[str]:
+    return re.findall(r"```bash\n(.*?)\n```", README, flags=re.DOTALL)
+
+
+def test_readme_has_the_two_one_line_commands() -> None:
+    blocks = _bash_blocks()
+    assert len(blocks) >= 2
+    run, test = blocks[0], blocks[1]
+    assert "\n" not in run and run.endswith("inference-farm up")
+    assert "\n" not in test and test.endswith("pytest")
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    test_command = _bash_blocks()[1]
+    ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert test_command in ci_lines
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    for name in Settings.model_fields:
+        assert f"| `INFERENCE_FARM_{name.upper()}` | `{name}` |" in README, name
