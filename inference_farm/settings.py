@@ -67,6 +67,28 @@ class Settings(BaseModel):
     flower_basic_auth: str | None = Field(
         None, description="user:password that Flower requires; unset: no auth."
     )
+    max_request_bytes: int = Field(
+        64 * 2**20, ge=1, description="Largest request body the API accepts (413 above)."
+    )
+    max_upload_bytes: int = Field(
+        2 * 2**30, ge=1, description="Largest model upload the API accepts (413 above)."
+    )
+    validate_timeout: float = Field(
+        120.0, gt=0, description="Seconds a worker may spend validating one upload."
+    )
+    worker_device: str = Field(
+        "cpu", description="Device of a worker's sessions: cpu, or cuda / cuda:N for a GPU."
+    )
+    intra_op_threads: int = Field(
+        0, ge=0, description="onnxruntime intra-op threads per session; 0 lets it decide."
+    )
+    cache_max_models: int = Field(8, ge=1, description="Sessions a worker keeps loaded at most.")
+    cache_max_bytes: int = Field(
+        4 * 2**30, ge=1, description="Memory budget of a worker's loaded sessions, in bytes."
+    )
+    cache_idle_seconds: float = Field(
+        600.0, gt=0, description="Seconds after which an unused session is unloaded."
+    )
     health_timeout: float = Field(
         2.0, gt=0, description="Seconds the readiness check waits for each dependency."
     )
@@ -88,6 +110,18 @@ class Settings(BaseModel):
                 f"expected a redis://, rediss:// or redis+socket:// URL, got {shown!r}"
             )
         return value
+
+    @field_validator("worker_device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        kind, _, index = value.lower().partition(":")
+        if (
+            kind not in ("cpu", "cuda")
+            or (index and not index.isdigit())
+            or (kind == "cpu" and index)
+        ):
+            raise ValueError(f"expected cpu, cuda or cuda:N, got {value!r}")
+        return value.lower()
 
     @field_validator("database_url")
     @classmethod
