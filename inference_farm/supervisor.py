@@ -31,6 +31,18 @@ def _stderr_fd() -> int | None:
         return None  # a captured stderr has no descriptor: inherit ours
 
 
+def _wait_group_gone(pgid: int, timeout: float = 5.0) -> None:
+    # Killed grandchildren take a moment to die and be reaped by init.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.02)
+    log.warning("process group %d still has members after SIGKILL", pgid)
+
+
 @dataclass
 class Supervisor:
     """Start named children in their own process groups and stop them all on exit."""
@@ -84,9 +96,10 @@ class Supervisor:
                 process.wait(STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 log.warning("%s did not stop within %.0fs; killing it", name, STOP_GRACE_S)
-            # Also reap grandchildren (gunicorn and prefork workers) left in the group.
+            # Also end grandchildren (gunicorn and prefork workers) left in the group.
             self._signal(process, signal.SIGKILL)
             process.wait()
+            _wait_group_gone(process.pid)
         self.children.clear()
 
     @staticmethod
