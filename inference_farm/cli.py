@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import json
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import click
 
+from inference_farm.client import FarmClientError
 from inference_farm.errors import FarmError, InvalidInput, SettingsError, Unavailable
 from inference_farm.settings import Settings, get_settings
 
@@ -51,12 +56,14 @@ def api() -> None:
 
 
 @cli.command()
-@click.option("--queues", "-Q", help="Comma-separated queues (default: farm.control).")
-def worker(queues: str | None) -> None:
-    """Run a Celery worker of the farm."""
+@click.option("--models", help="Comma-separated models whose queues this worker serves.")
+@click.option("--all-models", is_flag=True, help="Serve every registered model.")
+def worker(models: str | None, all_models: bool) -> None:
+    """Run a Celery worker of the farm: the control queue plus model queues."""
     from inference_farm.services import run_worker
 
-    run_worker(_settings(), queues.split(",") if queues else None)
+    names = [name.strip() for name in models.split(",") if name.strip()] if models else []
+    run_worker(_settings(), names, all_models)
 
 
 @cli.command()
@@ -110,6 +117,108 @@ def keys_create(
     click.echo(created.secret)
 
 
+def _client(ctx: click.Context) -> Any:
+    from inference_farm.client import Client
+
+    return Client(ctx.obj["url"], ctx.obj["api_key"])
+
+
+@cli.group()
+@click.option("--url", envvar="INFERENCE_FARM_URL", help="API URL [env INFERENCE_FARM_URL].")
+@click.option("--api-key", envvar="INFERENCE_FARM_API_KEY", help="[env INFERENCE_FARM_API_KEY]")
+@click.pass_context
+def models(ctx: click.Context, url: str | None, api_key: str | None) -> None:
+    """Upload, list, show and delete models through the API."""
+    ctx.obj = {"url": url, "api_key": api_key}
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+@models.command("upload")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Model name.")
+@click.option("--version", help="Semantic version; default: next patch.")
+@click.option("--description", default="", help="What this version is.")
+@click.option("--wait", is_flag=True, help="Wait until validation ends; fail if it fails.")
+@click.option("--json", "as_json", is_flag=True, help="Print the version record as JSON.")
+@click.pass_context
+def models_upload(
+    ctx: click.Context, file: Path, name: str, version: str | None, description: str,
+    wait: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Upload FILE (.onnx) as a new version of model NAME."""
+    client = _client(ctx)
+    with click.progressbar(length=file.stat().st_size, label="uploading", file=sys.stderr) as bar:
+        record = client.models.upload(file, name, version, description, progress=bar.update)
+    if wait:
+        record = _wait_with_spinner(client, name, record["version"])
+    if as_json:
+        _echo_json(record)
+    else:
+        click.echo(f"{record['model']} {record['version']}: {record['status']}")
+    if record["status"] == "failed":
+        raise click.ClickException(f"validation failed: {record['error']}")
+
+
+def _wait_with_spinner(client: Any, name: str, version: str) -> dict:
+    frames, started = itertools.cycle("|/-\\"), time.monotonic()
+    while True:
+        record = client.models.get_version(name, version)
+        if record["status"] != "pending":
+            click.echo("\r" + " " * 40 + "\r", nl=False, err=True)
+            return record
+        elapsed = time.monotonic() - started
+        click.echo(f"\rvalidating {next(frames)} {elapsed:.0f}s", nl=False, err=True)
+        time.sleep(0.3)
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def models_list(ctx: click.Context, as_json: bool) -> None:
+    """List models with their serving version."""
+    listed = _client(ctx).models.list()
+    if as_json:
+        _echo_json(listed)
+        return
+    for model in listed:
+        versions = ", ".join(f"{v['version']} ({v['status']})" for v in model["versions"])
+        click.echo(f"{model['name']}\tserving {model['serving_version'] or '-'}\t{versions}")
+
+
+@models.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def models_show(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Show a model and each of its versions."""
+    client = _client(ctx)
+    model = client.models.get(name)
+    records = [client.models.get_version(name, v["version"]) for v in model["versions"]]
+    if as_json:
+        _echo_json({**model, "versions": records})
+        return
+    click.echo(f"{model['name']}: {model['description'] or '(no description)'}")
+    click.echo(
+        f"serving {model['serving_version'] or '-'}; pinned {model['default_version'] or '-'}"
+    )
+    for record in records:
+        line = f"  {record['version']}  {record['status']}"
+        click.echo(line + (f"  {record['error']}" if record["error"] else ""))
+
+
+@models.command("delete")
+@click.argument("name")
+@click.option("--version", help="Retire only this version.")
+@click.pass_context
+def models_delete(ctx: click.Context, name: str, version: str | None) -> None:
+    """Delete a model, or retire one version of it."""
+    _client(ctx).models.delete(name, version)
+    click.echo(f"deleted {name}" + (f" {version}" if version else ""))
+
+
 def _exit_code(error: FarmError) -> int:
     for kind, code in EXIT_CODES:
         if isinstance(error, kind):
@@ -130,3 +239,16 @@ def main(argv: list[str] | None = None) -> Any:
     except FarmError as exc:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(_exit_code(exc))
+    except FarmClientError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(_client_exit_code(exc.status))
+
+
+def _client_exit_code(status: int) -> int:
+    if status in (0, 502, 503, 504):
+        return 4
+    if status == 404:
+        return 5
+    if status in (401, 403):
+        return 6
+    return 2 if 400 <= status < 500 else 1

@@ -26,6 +26,10 @@ class InvalidInput(FarmError):
     status = 400
 
 
+class ModelRejected(InvalidInput):
+    """An uploaded model cannot be served; the message says why."""
+
+
 class Unauthorized(FarmError):
     """No valid credentials were presented."""
 
@@ -76,3 +80,14 @@ class DeadlineExceeded(FarmError):
     """The request did not finish within its timeout."""
 
     status = 504
+
+
+def error_for_status(status: int, message: str) -> FarmError:
+    """The error of the given HTTP status, for messages that crossed a process boundary."""
+    kinds = [FarmError, *FarmError.__subclasses__()]
+    for kind in kinds:
+        if kind.status == status and kind is not SettingsError:
+            return kind(message)
+    error = FarmError(message)
+    error.status = status
+    return error

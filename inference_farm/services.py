@@ -8,7 +8,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from inference_farm.celery_app import CONTROL_QUEUE, create_celery
+from inference_farm.celery_app import CONTROL_QUEUE, create_celery, model_queue
 from inference_farm.registry import Database
 from inference_farm.registry.migrate import ensure_current
 from inference_farm.settings import Settings
@@ -60,14 +60,40 @@ def run_api(settings: Settings) -> None:
     _Gunicorn(settings).run()
 
 
-def run_worker(settings: Settings, queues: list[str] | None = None) -> None:
-    """Run a Celery worker on queues (default: the control queue) until stopped."""
+def worker_queues(settings: Settings, models: list[str], all_models: bool) -> list[str]:
+    """The queues a worker consumes: control, plus the named (or every registered) model."""
+    from inference_farm.registry import catalog
+
+    if all_models:
+        database = Database(settings.effective_database_url)
+        try:
+            models = [model.name for model in catalog.list_models(database.session())]
+        finally:
+            database.remove()
+            database.engine.dispose()
+    return [CONTROL_QUEUE, *(model_queue(catalog.check_name(name)) for name in models)]
+
+
+def run_worker(
+    settings: Settings, models: list[str] | None = None, all_models: bool = False
+) -> None:
+    """Run a Celery worker on the control queue and the given models' queues until stopped."""
+    from inference_farm.runtime.sessions import check_device
+
     celery = create_celery(settings)
     check_registry(settings)
-    queues = queues or [CONTROL_QUEUE]
-    argv = ["worker", "--queues", ",".join(queues), "--loglevel", settings.log_level]
+    check_device(settings.worker_device)
+    celery.conf.farm_all_models = all_models
+    queues = worker_queues(settings, models or [], all_models)
+    # Threads, not prefork: one session cache per worker, which control commands can reach.
+    argv = ["worker", "--pool", "threads", "--concurrency", str(_concurrency(settings))]
+    argv += ["--queues", ",".join(queues), "--loglevel", settings.log_level]
     argv += ["--hostname", f"farm-{os.getpid()}@%h", "--without-mingle", "--task-events"]
     celery.worker_main(argv)
+
+
+def _concurrency(settings: Settings) -> int:
+    return settings.worker_concurrency or os.cpu_count() or 1
 
 
 def run_flower(settings: Settings) -> None:

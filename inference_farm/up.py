@@ -93,7 +93,7 @@ def run_up(settings: Settings, flower: bool = False) -> int:
         supervisor.env = _child_env(settings, broker_url)
         key = _admin_key(settings)
         supervisor.start("api", supervisor.farm_command("api"))
-        supervisor.start("worker", supervisor.farm_command("worker"))
+        supervisor.start("worker", supervisor.farm_command("worker", "--all-models"))
         if flower:
             supervisor.start("flower", supervisor.farm_command("flower"))
         api_url = f"http://{settings.api_host}:{settings.api_port}"

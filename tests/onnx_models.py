@@ -36,3 +36,201 @@ def save(model: onnx.ModelProto, path: Path) -> Path:
     """Write model to path and return the path."""
     onnx.save(model, str(path))
     return path
+
+
+def model_of(graph: onnx.GraphProto, ml: bool = False, check: bool = True) -> onnx.ModelProto:
+    """A model around graph with opset 17 (and ai.onnx.ml 3 when ml), ir_version 8."""
+    opsets = [helper.make_opsetid("", OPSET)]
+    if ml:
+        opsets.append(helper.make_opsetid("ai.onnx.ml", 3))
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="tests")
+    model.ir_version = 8
+    if check:
+        onnx.checker.check_model(model)
+    return model
+
+
+def multi_io() -> onnx.ModelProto:
+    """a FP32 [N, 3] and b INT64 [N, 3] -> total FP32 (a + b) and count INT64 (b + a)."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["b"], ["b_float"], to=TensorProto.FLOAT),
+            helper.make_node("Add", ["a", "b_float"], ["total"]),
+            helper.make_node("Cast", ["a"], ["a_int"], to=TensorProto.INT64),
+            helper.make_node("Add", ["b", "a_int"], ["count"]),
+        ],
+        "multi_io",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 3]),
+            helper.make_tensor_value_info("b", TensorProto.INT64, ["N", 3]),
+        ],
+        [
+            helper.make_tensor_value_info("total", TensorProto.FLOAT, ["N", 3]),
+            helper.make_tensor_value_info("count", TensorProto.INT64, ["N", 3]),
+        ],
+    )
+    return model_of(graph)
+
+
+def fp16_model() -> onnx.ModelProto:
+    """x FP16 [N, 2] -> y FP16 [N, 2] = x + x."""
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "x"], ["y"])],
+        "fp16_model",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["N", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, ["N", 2])],
+    )
+    return model_of(graph)
+
+
+def bool_model() -> onnx.ModelProto:
+    """flag BOOL [N] -> negated BOOL [N] via Not."""
+    graph = helper.make_graph(
+        [helper.make_node("Not", ["flag"], ["negated"])],
+        "bool_model",
+        [helper.make_tensor_value_info("flag", TensorProto.BOOL, ["N"])],
+        [helper.make_tensor_value_info("negated", TensorProto.BOOL, ["N"])],
+    )
+    return model_of(graph)
+
+
+def int64_scalar() -> onnx.ModelProto:
+    """x FP32 [N, 2] and offset INT64 scalar -> y FP32 [N, 2] = x + offset."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["offset"], ["offset_float"], to=TensorProto.FLOAT),
+            helper.make_node("Add", ["x", "offset_float"], ["y"]),
+        ],
+        "int64_scalar",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2]),
+            helper.make_tensor_value_info("offset", TensorProto.INT64, []),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+    )
+    return model_of(graph)
+
+
+def fixed_no_batch() -> onnx.ModelProto:
+    """x FP32 [3, 4] with fixed dims -> y FP32 [3, 4] = Relu(x)."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "fixed_no_batch",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4])],
+    )
+    return model_of(graph)
+
+
+def sequence_output() -> onnx.ModelProto:
+    """x FP32 [N, 2] -> label INT64 [N] (ArgMax) and probs seq(map(int64, float)) via ZipMap."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("ArgMax", ["x"], ["label"], axis=1, keepdims=0),
+            helper.make_node(
+                "ZipMap", ["x"], ["probs"], domain="ai.onnx.ml", classlabels_int64s=[0, 1]
+            ),
+        ],
+        "sequence_output",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+            helper.make_value_info(
+                "probs",
+                helper.make_sequence_type_proto(
+                    helper.make_map_type_proto(
+                        TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, [])
+                    )
+                ),
+            ),
+        ],
+    )
+    return model_of(graph, ml=True)
+
+
+def sequence_input() -> onnx.ModelProto:
+    """items seq(FP32 [N]) -> first FP32 [N] via SequenceAt; a non-tensor input."""
+    position = numpy_helper.from_array(np.array(0, np.int64), "position")
+    graph = helper.make_graph(
+        [helper.make_node("SequenceAt", ["items", "position"], ["first"])],
+        "sequence_input",
+        [
+            helper.make_value_info(
+                "items",
+                helper.make_sequence_type_proto(
+                    helper.make_tensor_type_proto(TensorProto.FLOAT, ["N"])
+                ),
+            )
+        ],
+        [helper.make_tensor_value_info("first", TensorProto.FLOAT, ["N"])],
+        initializer=[position],
+    )
+    return model_of(graph)
+
+
+def external_data(folder: Path, location: str = "w.bin") -> Path:
+    """tiny_mlp saved to folder/external.onnx with its weights in folder/location."""
+    path = folder / "external.onnx"
+    onnx.save_model(
+        tiny_mlp(),
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=location,
+        size_threshold=0,
+    )
+    return path
+
+
+def unknown_op() -> onnx.ModelProto:
+    """x FP32 [N, 2] -> Frobnicate (domain com.example, which onnxruntime lacks) -> y."""
+    graph = helper.make_graph(
+        [helper.make_node("Frobnicate", ["x"], ["y"], domain="com.example")],
+        "unknown_op",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.example", 1)],
+        producer_name="tests",
+    )
+    model.ir_version = 8
+    return model
+
+
+def failing_run() -> onnx.ModelProto:
+    """x FP32 [N, 2] -> Gather of row 5 along axis 0; loads, but fails on a batch of one."""
+    index = numpy_helper.from_array(np.array([5], np.int64), "index")
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["x", "index"], ["y"], axis=0)],
+        "failing_run",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        initializer=[index],
+    )
+    return model_of(graph)
+
+
+def big_mlp(width: int = 2048, layers: int = 4, seed: int = 0) -> onnx.ModelProto:
+    """x FP32 [N, width] -> layers MatMuls by [width, width] weights -> y; default 64 MiB.
+
+    Weights of 16 MiB sit below glibc's largest mmap threshold, so unlike one huge tensor
+    they land in the heap, which is where freed memory tends to stay in the process.
+    """
+    rng = np.random.default_rng(seed)
+    weights, nodes = [], []
+    for layer in range(layers):
+        weight = rng.standard_normal((width, width), np.float32)
+        weights.append(numpy_helper.from_array(weight, f"w{layer}"))
+        source = "x" if layer == 0 else f"h{layer - 1}"
+        target = "y" if layer == layers - 1 else f"h{layer}"
+        nodes.append(helper.make_node("MatMul", [source, f"w{layer}"], [target]))
+    graph = helper.make_graph(
+        nodes,
+        "big_mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])],
+        initializer=weights,
+    )
+    return model_of(graph)

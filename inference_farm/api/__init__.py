@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from celery import Celery
-from flask import Flask, current_app
+from flask import Flask, current_app, request
 
 from inference_farm import __version__
 from inference_farm.api.errors import FarmApi, register_error_handlers
 from inference_farm.celery_app import create_celery
 from inference_farm.registry import Database
 from inference_farm.settings import Settings, get_settings
+from inference_farm.storage import ArtifactStore
 
 SWAGGER_UI_CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
 
@@ -23,6 +24,7 @@ class Farm:
     settings: Settings
     db: Database
     celery: Celery
+    store: ArtifactStore
 
 
 def farm() -> Farm:
@@ -42,17 +44,27 @@ def _openapi_config(app: Flask) -> None:
     )
 
 
+def _upload_limit() -> None:
+    # Uploads get their own, larger body limit; werkzeug enforces it while parsing.
+    if request.endpoint == "models.Versions" and request.method == "POST":
+        request.max_content_length = farm().settings.max_upload_bytes
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API for settings (default: the process settings)."""
-    from inference_farm.api import server
+    from inference_farm.api import models, repository, server
 
     settings = settings or get_settings()
     app = Flask("inference_farm")
     _openapi_config(app)
     db = Database(settings.effective_database_url)
-    app.extensions["farm"] = Farm(settings=settings, db=db, celery=create_celery(settings))
+    store = ArtifactStore(settings.effective_storage_url, settings.data_dir / "cache")
+    app.extensions["farm"] = Farm(settings, db, create_celery(settings), store)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.before_request(_upload_limit)
     app.teardown_appcontext(lambda _exc: db.remove())
     api = FarmApi(app)
-    api.register_blueprint(server.blp)
+    for blueprint in (server.blp, repository.blp, models.blp):
+        api.register_blueprint(blueprint)
     register_error_handlers(app)
     return app

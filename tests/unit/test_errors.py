@@ -18,6 +18,7 @@ STATUSES = [
     (errors.RateLimited, 429),
     (errors.Unavailable, 503),
     (errors.SchemaNotReady, 503),
+    (errors.ModelRejected, 400),
     (errors.DeadlineExceeded, 504),
 ]
 

@@ -1,0 +1,1 @@
+"""Loading, checking and caching ONNX models with onnxruntime, for the workers."""

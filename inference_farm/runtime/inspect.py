@@ -1,0 +1,327 @@
+"""Checking an uploaded ONNX model in a child process and reading its signature.
+
+Run as `python -m inference_farm.runtime.inspect PATH` it is the child: it prints one JSON
+object on stdout, `{"ok": true, ...}` or `{"ok": false, "reason": "..."}`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import inference_farm
+from inference_farm.errors import ModelRejected
+from inference_farm.runtime.datatypes import NUMPY_FROM_OIP, OIP_FROM_ORT, kind_of
+from inference_farm.runtime.memory import release_freed_memory, rss_bytes
+
+log = logging.getLogger(__name__)
+
+MAX_REASON = 300
+ERROR = 3  # onnxruntime's log severity: only errors reach the child's stderr
+_ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+_LOAD_PREFIX = re.compile(r"^Load model from .*? failed:")
+_SOURCE = re.compile(r"\S+\.(?:cc|cpp|h|hpp):\d+ ")
+
+
+class _Rejected(Exception):
+    """The child's way out with a reason for the person who uploaded the model."""
+
+
+# --- the parent: run the child and turn what it says into a result or a ModelRejected ---
+
+
+def child_command(path: pathlib.Path) -> list[str]:
+    """The command line of the child process that inspects path."""
+    return [sys.executable, "-m", "inference_farm.runtime.inspect", str(path)]
+
+
+def inspect_model(path: pathlib.Path, timeout: float) -> dict:
+    """Check the model at path in a child process and return its signature and costs."""
+    path = pathlib.Path(path).resolve()
+    if path.stat().st_size == 0:
+        raise ModelRejected("the file is empty")
+    env = dict(os.environ)
+    # The child must run this very checkout, whatever the worker's working directory is.
+    root = str(pathlib.Path(inference_farm.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    with tempfile.TemporaryDirectory(prefix="inspect-") as workdir:
+        try:
+            done = subprocess.run(
+                child_command(path),
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise ModelRejected(f"validation took longer than {timeout:.0f}s") from None
+    return _result(done)
+
+
+def _result(done: subprocess.CompletedProcess) -> dict:
+    stderr = _last_line(done.stderr.decode("utf-8", "replace"))
+    try:
+        answer = json.loads(done.stdout)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or "ok" not in answer:
+        raise ModelRejected(_failure(done.returncode, stderr))
+    if not answer.pop("ok"):
+        raise ModelRejected(str(answer.get("reason") or "the model was rejected"))
+    return answer
+
+
+def _failure(returncode: int, stderr: str) -> str:
+    detail = f": {stderr}" if stderr else ""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "unknown signal"
+        hint = ", out of memory?" if -returncode == signal.SIGKILL else ""
+        return (
+            f"onnxruntime crashed while checking the model "
+            f"(signal {-returncode}, {name}{hint}){detail}"
+        )
+    return f"the model check ended without a result (exit code {returncode}){detail}"
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return _shorten(lines[-1]) if lines else ""
+
+
+def _shorten(text: str) -> str:
+    """text on one line, at most MAX_REASON characters, keeping its start and its end."""
+    text = " ".join(text.split())
+    if len(text) <= MAX_REASON:
+        return text
+    half = (MAX_REASON - 3) // 2
+    return f"{text[:half]} … {text[-half:]}"
+
+
+def ort_message(exc: BaseException) -> str:
+    """onnxruntime's message of exc on one short line, without codes, paths and C++ names."""
+    text = " ".join(str(exc).split())
+    text = _LOAD_PREFIX.sub("", _ORT_PREFIX.sub("", text)).strip()
+    source = _SOURCE.search(text)
+    if source:
+        text = text[: source.start()] + _drop_signature(text[source.end() :])
+    return _shorten(text.strip())
+
+
+def _drop_signature(text: str) -> str:
+    """text without a leading C++ function signature, as ORT_ENFORCE puts before its message."""
+    opening = text.find("(")
+    if opening < 0 or "::" not in text[:opening]:
+        return text
+    depth = 0
+    for index in range(opening, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[index], 0)
+        if depth == 0:
+            return text[index + 1 :].removeprefix(" const").strip()
+    return text
+
+
+# --- the child: read, load and run the model, and describe it ---
+
+
+def _read_proto(path: pathlib.Path) -> Any:
+    import onnx
+
+    if path.stat().st_size == 0:
+        raise _Rejected("the file is empty")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise _Rejected(f"not a valid ONNX model: {_shorten(str(exc))}") from None
+    if not model.HasField("graph"):
+        raise _Rejected("not a valid ONNX model: it has no graph")
+    location = _external_location(model)
+    if location is not None:
+        raise _Rejected(
+            f"model references external data file {location!r}; "
+            "upload a single self-contained .onnx file"
+        )
+    return model
+
+
+def _external_location(model: Any) -> str | None:
+    """The data file of the first tensor anywhere in model that is stored outside of it."""
+    from onnx import TensorProto
+
+    graphs, nodes = [model.graph], [node for function in model.functions for node in function.node]
+    tensors = []
+    while graphs or nodes:
+        if graphs:
+            graph = graphs.pop()
+            tensors += graph.initializer
+            tensors += [sparse.values for sparse in graph.sparse_initializer]
+            nodes += graph.node
+        for node in nodes:
+            for attribute in node.attribute:
+                tensors += [attribute.t, *attribute.tensors]
+                tensors += [sparse.values for sparse in attribute.sparse_tensors]
+                tensors.append(attribute.sparse_tensor.values)
+                graphs += [attribute.g, *attribute.graphs]  # If, Loop and Scan bodies
+        nodes = []
+    for tensor in tensors:
+        if tensor.data_location == TensorProto.EXTERNAL:
+            where = {entry.key: entry.value for entry in tensor.external_data}
+            return where.get("location", "?")
+    return None
+
+
+def _proto_facts(model: Any) -> dict:
+    """Opsets, producer and which graph inputs and outputs declare a shape (a known rank)."""
+    values = list(model.graph.input) + list(model.graph.output)
+    return {
+        "opset": {entry.domain or "ai.onnx": entry.version for entry in model.opset_import},
+        "producer": " ".join(filter(None, [model.producer_name, model.producer_version])),
+        "ranked": {value.name for value in values if value.type.tensor_type.HasField("shape")},
+    }
+
+
+def _describe(arg: Any, ranked: set[str], role: str) -> dict:
+    """One input or output as stored in the signature."""
+    kind = kind_of(arg.type)
+    shape = None
+    if kind == "tensor" and (arg.shape or arg.name in ranked):
+        shape = [dim if isinstance(dim, int) and dim >= 0 else -1 for dim in arg.shape]
+    datatype = "BYTES"
+    if kind == "tensor":
+        datatype = OIP_FROM_ORT.get(arg.type, "")
+        if datatype not in NUMPY_FROM_OIP:
+            raise _Rejected(f"{role} {arg.name!r} has type {arg.type}, which the farm cannot serve")
+    elif role == "input":
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise _Rejected(f"input {arg.name!r} is {article} {kind}; only tensor inputs are supported")
+    return {
+        "name": arg.name,
+        "datatype": datatype,
+        "shape": shape,
+        "kind": kind,
+        "onnx_type": arg.type,
+    }
+
+
+def _batchable(inputs: list[dict], outputs: list[dict]) -> bool:
+    """Whether dim 0 of every input and of every tensor output of known rank is free."""
+    if not all(item["shape"] and item["shape"][0] == -1 for item in inputs):
+        return False
+    shaped = [item["shape"] for item in outputs if item["kind"] == "tensor"]
+    return all(shape and shape[0] == -1 for shape in shaped if shape is not None)
+
+
+def _synthetic_feeds(inputs: list[dict]) -> dict:
+    """Zeros (False, empty strings) for every input, with each free dim set to 1."""
+    import numpy as np
+
+    feeds = {}
+    for item in inputs:
+        shape = [
+            1 if dim == -1 else dim
+            for dim in (item["shape"] if item["shape"] is not None else [-1])
+        ]
+        dtype = NUMPY_FROM_OIP[item["datatype"]]
+        fill = "" if item["datatype"] == "BYTES" else 0
+        feeds[item["name"]] = np.full(shape, fill, dtype=dtype)
+    return feeds
+
+
+def _cpu_session(source: pathlib.Path | bytes) -> Any:
+    """An onnxruntime session on the CPU for a model file or serialized model."""
+    import onnxruntime as ort
+
+    from inference_farm.runtime.sessions import providers_for, session_options
+
+    options = session_options(intra_op_threads=0)
+    options.log_severity_level = ERROR
+    model = str(source) if isinstance(source, pathlib.Path) else source
+    try:
+        return ort.InferenceSession(model, options, providers=providers_for("cpu"))
+    except Exception as exc:
+        raise _Rejected(f"onnxruntime cannot load the model: {ort_message(exc)}") from None
+
+
+def _run_once(session: Any, inputs: list[dict], outputs: list[dict]) -> None:
+    """Run session on synthetic input, and take unknown output ranks from the results."""
+    try:
+        results = session.run(None, _synthetic_feeds(inputs))
+    except Exception as exc:
+        reason = f"running the model on synthetic input failed: {ort_message(exc)}"
+        raise _Rejected(reason) from None
+    for output, result in zip(outputs, results, strict=True):
+        if output["kind"] == "tensor" and output["shape"] is None:
+            # Neither the model nor onnxruntime knows the rank; the run shows it, not the sizes.
+            output["shape"] = [-1] * getattr(result, "ndim", 1)
+
+
+def _load_and_run(path: pathlib.Path, facts: dict) -> dict:
+    """Load path with onnxruntime on the CPU, run it once on zeros, and measure the cost."""
+    from inference_farm.runtime.sessions import probe_model
+
+    # onnxruntime sets up about 10 MB of process-wide state with the first session; a worker
+    # has paid that already, so a throwaway session keeps it out of the model's memory cost.
+    _cpu_session(probe_model())
+    release_freed_memory()
+    before, started = rss_bytes(), time.perf_counter()
+    session = _cpu_session(path)
+    load_time_ms = (time.perf_counter() - started) * 1000
+    inputs = [_describe(arg, facts["ranked"], "input") for arg in session.get_inputs()]
+    outputs = [_describe(arg, facts["ranked"], "output") for arg in session.get_outputs()]
+    _run_once(session, inputs, outputs)
+    release_freed_memory()  # as the worker's cache does: count what the session holds
+    signature = {"inputs": inputs, "outputs": outputs, **facts}
+    del signature["ranked"]
+    return {
+        "signature": signature,
+        "batchable": _batchable(inputs, outputs),
+        "load_time_ms": load_time_ms,
+        "memory_bytes": max(0, rss_bytes() - before),
+        "size_bytes": path.stat().st_size,
+    }
+
+
+def check(path: pathlib.Path) -> dict:
+    """The child's whole check of path in this process; raises _Rejected with a reason."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(ERROR)
+    model = _read_proto(path)
+    facts = _proto_facts(model)
+    del model  # the parsed copy must not count towards the session's memory
+    return _load_and_run(path, facts)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of the child: check argv[0] and print one JSON object on stdout."""
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # a stray print from native code must not corrupt the JSON answer
+    try:
+        answer = {"ok": True, **check(pathlib.Path(argv[0]))}
+    except _Rejected as exc:
+        answer = {"ok": False, "reason": str(exc)}
+    except Exception as exc:
+        log.exception("checking %s failed", argv[0])
+        answer = {"ok": False, "reason": f"checking the model failed: {_shorten(repr(exc))}"}
+    out.write(json.dumps(answer) + "\n")
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m inference_farm.runtime.inspect PATH")
+    sys.exit(main(sys.argv[1:]))

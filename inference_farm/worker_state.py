@@ -1,0 +1,80 @@
+"""What one worker process holds: settings, registry, artifact store and session cache."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from inference_farm.errors import Conflict
+from inference_farm.registry import Database
+from inference_farm.registry.catalog import resolve
+from inference_farm.settings import Settings
+from inference_farm.storage import ArtifactStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerState:
+    """The worker's long-lived parts; sessions are loaded lazily, on first use."""
+
+    settings: Settings
+    db: Database
+    store: ArtifactStore
+    _cache: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def create(cls, settings: Settings) -> WorkerState:
+        """Open the registry and the store described by settings."""
+        store = ArtifactStore(settings.effective_storage_url, settings.data_dir / "cache")
+        return cls(settings=settings, db=Database(settings.effective_database_url), store=store)
+
+    @property
+    def cache(self) -> Any:
+        """The session cache, created on first use so onnxruntime loads only in workers."""
+        with self._lock:
+            if self._cache is None:
+                self._cache = self._make_cache()
+            return self._cache
+
+    def _make_cache(self) -> Any:
+        from inference_farm.runtime.cache import SessionCache
+        from inference_farm.runtime.sessions import make_session
+
+        s = self.settings
+
+        def loader(path: Any) -> Any:
+            return make_session(path, s.worker_device, s.intra_op_threads)
+
+        return SessionCache(loader, s.cache_max_models, s.cache_max_bytes, s.cache_idle_seconds)
+
+    def session_for(self, name: str, version: str | None) -> tuple[str, Any]:
+        """The version served for (name, version) and its loaded session."""
+        session = self.db.session()
+        try:
+            record = resolve(session, name, version)
+            if record.status != "ready":
+                raise Conflict(f"version {record.version} of model {name!r} is {record.status}")
+            key, digest = (name, record.version), record.sha256
+        finally:
+            self.db.remove()
+        return key[1], self.cache.get(key, self.store.local_path(digest))
+
+    def evict(self, name: str, version: str | None) -> int:
+        """Unload one version, or every version of name; the number unloaded."""
+        if self._cache is None:
+            return 0
+        if version is None:
+            return self._cache.evict_model(name)
+        return int(self._cache.evict((name, version)))
+
+    def cache_report(self) -> dict[str, Any]:
+        """Loaded sessions and cache counters; empty before the first session."""
+        if self._cache is None:
+            return {"entries": [], "stats": {}}
+        stats = self._cache.stats
+        counters = stats if isinstance(stats, dict) else vars(stats)
+        return {"entries": self._cache.entries(), "stats": dict(counters)}

@@ -1,0 +1,65 @@
+"""Load and unload are broadcast to real workers, which warm or evict the session."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+from flask.testing import FlaskClient
+
+from inference_farm.celery_app import create_celery
+from inference_farm.settings import Settings
+from tests import onnx_models
+from tests.integration.helpers import model_bytes, settled, upload
+
+
+def _entries(settings: Settings) -> list[dict[str, Any]]:
+    replies = create_celery(settings).control.broadcast("farm_cache", reply=True, timeout=5)
+    return [entry for reply in replies for answer in reply.values() for entry in answer["entries"]]
+
+
+def test_load_warms_and_unload_evicts_on_the_worker(
+    api: FlaskClient,
+    worker: subprocess.Popen,
+    farm_settings: Settings,
+) -> None:
+    assert upload(api, "warm", model_bytes(onnx_models.tiny_mlp())).status_code == 202
+    assert settled(api, "warm", "1.0.0")["status"] == "ready"
+    assert _entries(farm_settings) == []  # lazy: nothing loaded by validation
+
+    loaded = api.post("/v2/repository/models/warm/load")
+    assert loaded.status_code == 200, loaded.get_json()
+    assert [(e["name"], e["version"]) for e in _entries(farm_settings)] == [("warm", "1.0.0")]
+
+    assert api.post("/v2/repository/models/warm/unload").status_code == 200
+    assert wait_until_empty(farm_settings)
+
+
+def wait_until_empty(settings: Settings) -> bool:
+    """True once the worker reports no loaded session."""
+    from tests.services import wait_for
+
+    return wait_for(lambda: _entries(settings) == [], timeout=10)
+
+
+def test_deleting_a_version_evicts_it(
+    api: FlaskClient,
+    worker: subprocess.Popen,
+    farm_settings: Settings,
+) -> None:
+    upload(api, "gone", model_bytes(onnx_models.tiny_mlp()))
+    settled(api, "gone", "1.0.0")
+    assert api.post("/v2/repository/models/gone/load").status_code == 200
+    assert api.delete("/v1/models/gone/versions/1.0.0").status_code == 200
+    assert wait_until_empty(farm_settings)
+
+
+def test_load_of_unknown_or_unready_models(api: FlaskClient, worker: subprocess.Popen) -> None:
+    missing = api.post("/v2/repository/models/ghost/load")
+    assert missing.status_code == 404
+    assert missing.get_json() == {"error": "model 'ghost' not found"}
+    upload(api, "bad", b"garbage" * 20)
+    assert settled(api, "bad", "1.0.0")["status"] == "failed"
+    refused = api.post("/v2/repository/models/bad/load")
+    assert refused.status_code == 404
+    assert "no ready version" in refused.get_json()["error"]

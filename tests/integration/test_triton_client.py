@@ -1,0 +1,73 @@
+"""tritonclient.http against a real `inference-farm api` process: metadata, readiness, index."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
+from inference_farm.client import Client
+from inference_farm.embedded_redis import free_port
+from tests import onnx_models
+from tests.services import stop_group, wait_for
+
+
+@pytest.fixture
+def api_url(farm_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """URL of a real `inference-farm api` (gunicorn) on the test services."""
+    port = free_port()
+    env = {**farm_env, "INFERENCE_FARM_API_PORT": str(port), "INFERENCE_FARM_API_WORKERS": "1"}
+    with open(tmp_path / "api.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "inference_farm", "api"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_for(lambda: _live(url), timeout=60), (tmp_path / "api.log").read_text()
+        yield url
+    finally:
+        stop_group(process)
+
+
+def _live(url: str) -> bool:
+    try:
+        return httpx.get(url + "/v2/health/live", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_tritonclient_metadata_readiness_and_index(
+    api_url: str, worker: subprocess.Popen, tmp_path: Path
+) -> None:
+    path = onnx_models.save(onnx_models.tiny_mlp(), tmp_path / "tiny.onnx")
+    with Client(api_url) as client:
+        record = client.models.upload(path, "tiny")
+        assert client.models.wait("tiny", record["version"])["status"] == "ready"
+
+    server = triton.InferenceServerClient(api_url.removeprefix("http://"))
+    assert server.is_server_live() and server.is_server_ready()
+    assert server.get_server_metadata()["name"] == "inference-farm"
+    assert server.is_model_ready("tiny")
+    assert server.is_model_ready("tiny", "1.0.0")
+    assert not server.is_model_ready("tiny", "2.0.0")
+    metadata = server.get_model_metadata("tiny")
+    assert metadata["name"] == "tiny" and metadata["versions"] == ["1.0.0"]
+    assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
+    assert metadata["outputs"] == [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}]
+    index = server.get_model_repository_index()
+    assert index == [{"name": "tiny", "version": "1.0.0", "state": "READY"}]
+    with pytest.raises(InferenceServerException, match="model 'ghost' not found"):
+        server.get_model_metadata("ghost")
+
+    server.load_model("tiny")
+    server.unload_model("tiny")
