@@ -81,8 +81,8 @@ def run_worker(
     from inference_farm.runtime.sessions import check_device
 
     celery = create_celery(settings)
-    check_registry(settings)
     check_device(settings.worker_device)
+    check_registry(settings)
     celery.conf.farm_all_models = all_models
     queues = worker_queues(settings, models or [], all_models)
     # Threads, not prefork: one session cache per worker, which control commands can reach.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,17 @@ from inference_farm.settings import Settings
 from inference_farm.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
+
+
+def _sweep_forever(cache: Any, interval: float) -> None:
+    """Unload idle sessions every interval seconds, for the life of the worker."""
+    while True:
+        time.sleep(interval)
+        try:
+            for name, version in cache.sweep_idle():
+                log.info("unloaded idle session %s %s", name, version)
+        except Exception:  # the sweeper must outlive any one failure
+            log.exception("idle sweep failed")
 
 
 @dataclass
@@ -49,7 +61,12 @@ class WorkerState:
         def loader(path: Any) -> Any:
             return make_session(path, s.worker_device, s.intra_op_threads)
 
-        return SessionCache(loader, s.cache_max_models, s.cache_max_bytes, s.cache_idle_seconds)
+        cache = SessionCache(loader, s.cache_max_models, s.cache_max_bytes, s.cache_idle_seconds)
+        interval = min(max(s.cache_idle_seconds / 4, 1.0), 30.0)
+        threading.Thread(
+            target=_sweep_forever, args=(cache, interval), name="cache-sweeper", daemon=True
+        ).start()
+        return cache
 
     def session_for(self, name: str, version: str | None) -> tuple[str, Any]:
         """The version served for (name, version) and its loaded session."""

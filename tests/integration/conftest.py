@@ -9,11 +9,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from flask.testing import FlaskClient
 
 from inference_farm.api import create_app
+from inference_farm.embedded_redis import free_port
 from inference_farm.registry import Base, Database
 from inference_farm.registry.migrate import upgrade
 from inference_farm.settings import Settings, load_settings
@@ -23,6 +25,7 @@ from tests.services import (
     redis_server,
     scratch_database,
     stop_group,
+    wait_for,
 )
 
 
@@ -161,3 +164,31 @@ def worker(farm_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Pope
     process.log_path = log_path  # type: ignore[attr-defined]
     yield process
     stop_group(process)
+
+
+@pytest.fixture
+def api_url(farm_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """URL of a real `inference-farm api` (gunicorn) on the test services."""
+    port = free_port()
+    env = {**farm_env, "INFERENCE_FARM_API_PORT": str(port), "INFERENCE_FARM_API_WORKERS": "1"}
+    with open(tmp_path / "api.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "inference_farm", "api"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_for(lambda: _live(url), timeout=60), (tmp_path / "api.log").read_text()
+        yield url
+    finally:
+        stop_group(process)
+
+
+def _live(url: str) -> bool:
+    try:
+        return httpx.get(url + "/v2/health/live", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -3,47 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from inference_farm.client import Client
-from inference_farm.embedded_redis import free_port
 from tests import onnx_models
-from tests.services import stop_group, wait_for
-
-
-@pytest.fixture
-def api_url(farm_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    """URL of a real `inference-farm api` (gunicorn) on the test services."""
-    port = free_port()
-    env = {**farm_env, "INFERENCE_FARM_API_PORT": str(port), "INFERENCE_FARM_API_WORKERS": "1"}
-    with open(tmp_path / "api.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "inference_farm", "api"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_for(lambda: _live(url), timeout=60), (tmp_path / "api.log").read_text()
-        yield url
-    finally:
-        stop_group(process)
-
-
-def _live(url: str) -> bool:
-    try:
-        return httpx.get(url + "/v2/health/live", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_tritonclient_metadata_readiness_and_index(

@@ -93,3 +93,27 @@ def test_keys_create_unmigrated(tmp_path: Path) -> None:
     assert result.returncode == 4
     assert "inference-farm db upgrade" in _one_error_line(result)
     assert result.stdout == ""
+
+
+def test_worker_told_to_use_a_missing_gpu_refuses_to_start(tmp_path: Path) -> None:
+    result = farm(
+        tmp_path,
+        "worker",
+        INFERENCE_FARM_BROKER_URL="redis://127.0.0.1:1/0",
+        INFERENCE_FARM_WORKER_DEVICE="cuda:0",
+    )
+    assert result.returncode == 4
+    line = _one_error_line(result)
+    assert "cuda:0" in line and "gpu extra" in line
+
+
+def test_models_upload_of_a_missing_file_is_one_line(tmp_path: Path) -> None:
+    result = farm(tmp_path, "models", "upload", "nope.onnx", "--name", "m")
+    assert result.returncode == 2
+    assert "nope.onnx" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_models_list_without_an_api_says_where_it_looked(tmp_path: Path) -> None:
+    result = farm(tmp_path, "models", "list", INFERENCE_FARM_URL="http://127.0.0.1:1")
+    assert result.returncode == 4
+    assert "cannot reach http://127.0.0.1:1" in _one_error_line(result)
