@@ -8,9 +8,11 @@ class FarmError(Exception):
 
     status: int = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, **extra: object) -> None:
         super().__init__(message)
         self.message = message
+        # Fields the error body carries besides the message, such as a job id.
+        self.extra = extra
 
     def __str__(self) -> str:
         return self.message
@@ -61,15 +63,17 @@ class PayloadTooLarge(FarmError):
 
 
 class RateLimited(FarmError):
-    """The caller is over its rate limit."""
+    """The caller is over its rate limit, or a queue is full; retry_after is in seconds."""
 
     status = 429
+    retry_after = 1
 
 
 class Unavailable(FarmError):
     """A dependency (database, broker, workers) cannot serve the request now."""
 
     status = 503
+    retry_after: int | None = None
 
 
 class SchemaNotReady(Unavailable):

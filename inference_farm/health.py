@@ -38,7 +38,8 @@ def safe_redis_url(url: str) -> str:
     return url
 
 
-def _redis_client(url: str, timeout: float) -> redis.Redis:
+def redis_client(url: str, timeout: float) -> redis.Redis:
+    """A redis-py client for a Redis URL of the farm (redis+socket:// included)."""
     if url.startswith("redis+socket://"):
         url = "unix://" + url.removeprefix("redis+socket://")
     return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
@@ -46,7 +47,7 @@ def _redis_client(url: str, timeout: float) -> redis.Redis:
 
 def check_redis(url: str, timeout: float) -> str:
     """ "ok" when the Redis at url answers PING within timeout, else why not."""
-    client = _redis_client(url, timeout)
+    client = redis_client(url, timeout)
     try:
         client.ping()
     except redis.RedisError as exc:

@@ -89,6 +89,18 @@ class Settings(BaseModel):
     cache_idle_seconds: float = Field(
         600.0, gt=0, description="Seconds after which an unused session is unloaded."
     )
+    request_timeout: float = Field(
+        30.0, gt=0, description="Seconds a synchronous infer waits before answering 504."
+    )
+    max_tensor_elements: int = Field(
+        2**24, ge=1, description="Tensor elements one request may carry in all (400 above)."
+    )
+    max_queue_length: int = Field(
+        1000, ge=1, description="Jobs waiting on one model's queue before new ones get 429."
+    )
+    max_deliveries: int = Field(
+        3, ge=1, description="Times a job is delivered before a job that kills workers fails."
+    )
     health_timeout: float = Field(
         2.0, gt=0, description="Seconds the readiness check waits for each dependency."
     )

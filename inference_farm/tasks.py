@@ -45,7 +45,12 @@ def _forget_parent_state(**_kwargs: Any) -> None:
 
 
 @signals.task_postrun.connect
-def _end_task_session(**_kwargs: Any) -> None:
+def _after_task(task: Any = None, args: Any = None, retval: Any = None, **_kw: Any) -> None:
+    # Runs after the result is stored, so a job record never says succeeded before it is.
+    if task is not None and task.name == "farm.infer" and args:
+        from inference_farm.executor import record
+
+        record(worker_state(), args[0].get("job_id"), retval)
     if _state is not None:
         _state.db.remove()
 
@@ -95,6 +100,14 @@ def _failed(session: Any, record: ModelVersion, job_id: str | None, reason: str)
     if job_id:
         finish_job(session, job_id, "failed", reason)
     return {"status": "failed", "error": reason}
+
+
+@shared_task(name="farm.infer", bind=True)
+def infer(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """Run one inference request on this worker's session for its model version."""
+    from inference_farm.executor import execute
+
+    return execute(worker_state(), payload, self.request.id)
 
 
 def _serves(consumer: Any, name: str) -> bool:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inference_farm.errors import Conflict
+from inference_farm.health import redis_client
 from inference_farm.registry import Database
 from inference_farm.registry.catalog import resolve
 from inference_farm.settings import Settings
@@ -35,14 +36,17 @@ class WorkerState:
     settings: Settings
     db: Database
     store: ArtifactStore
+    redis: Any = None
     _cache: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def create(cls, settings: Settings) -> WorkerState:
-        """Open the registry and the store described by settings."""
+        """Open the registry, the store and Redis described by settings."""
         store = ArtifactStore(settings.effective_storage_url, settings.data_dir / "cache")
-        return cls(settings=settings, db=Database(settings.effective_database_url), store=store)
+        database = Database(settings.effective_database_url)
+        broker = redis_client(settings.broker_url or "", settings.health_timeout)
+        return cls(settings=settings, db=database, store=store, redis=broker)
 
     @property
     def cache(self) -> Any:
@@ -70,15 +74,20 @@ class WorkerState:
 
     def session_for(self, name: str, version: str | None) -> tuple[str, Any]:
         """The version served for (name, version) and its loaded session."""
+        version, session, _signature = self.serving(name, version)
+        return version, session
+
+    def serving(self, name: str, version: str | None) -> tuple[str, Any, dict]:
+        """The version served for (name, version), its loaded session and its signature."""
         session = self.db.session()
         try:
             record = resolve(session, name, version)
             if record.status != "ready":
                 raise Conflict(f"version {record.version} of model {name!r} is {record.status}")
-            key, digest = (name, record.version), record.sha256
+            key, digest, signature = (name, record.version), record.sha256, record.signature
         finally:
             self.db.remove()
-        return key[1], self.cache.get(key, self.store.local_path(digest))
+        return key[1], self.cache.get(key, self.store.local_path(digest)), signature or {}
 
     def evict(self, name: str, version: str | None) -> int:
         """Unload one version, or every version of name; the number unloaded."""

@@ -234,3 +234,24 @@ def big_mlp(width: int = 2048, layers: int = 4, seed: int = 0) -> onnx.ModelProt
         initializer=weights,
     )
     return model_of(graph)
+
+
+def slow_model(width: int = 1536, layers: int = 64) -> onnx.ModelProto:
+    """x FP32 [1, width] expanded to [width, width], then `layers` MatMuls: seconds of work."""
+    rng = np.random.default_rng(0)
+    weight = (rng.standard_normal((width, width)) / width).astype(np.float32)
+    nodes = [helper.make_node("Expand", ["x", "shape"], ["h0"])]
+    for layer in range(layers):
+        nodes.append(helper.make_node("MatMul", [f"h{layer}", "w"], [f"h{layer + 1}"]))
+    nodes.append(helper.make_node("ReduceSum", [f"h{layers}"], ["y"], keepdims=1))
+    graph = helper.make_graph(
+        nodes,
+        "slow_model",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+        initializer=[
+            numpy_helper.from_array(weight, "w"),
+            numpy_helper.from_array(np.array([width, width], dtype=np.int64), "shape"),
+        ],
+    )
+    return model_of(graph)

@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
-from inference_farm.errors import FarmError
+from inference_farm.errors import FarmError, RateLimited, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,10 @@ class FarmApi(Api):
 def _handle_farm_error(error: FarmError) -> ResponseReturnValue:
     if error.status >= 500:
         log.warning("%s: %s", type(error).__name__, error.message)
-    return error_response(error.status, error.message)
+    response, status = error_response(error.status, error.message, **error.extra)
+    if isinstance(error, RateLimited | Unavailable) and error.retry_after:
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response, status
 
 
 def _handle_unexpected(error: Exception) -> ResponseReturnValue:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inference_farm.registry.db import utcnow
@@ -33,3 +34,25 @@ def finish_job(session: Session, job_id: str, status: str, error: str | None = N
         return
     job.status, job.error, job.finished_at = status, error, utcnow()
     session.commit()
+
+
+def find_jobs(
+    session: Session,
+    limit: int,
+    offset: int,
+    status: str | None = None,
+    model: str | None = None,
+    batch_id: str | None = None,
+    kind: str = "infer",
+) -> tuple[int, list[Job]]:
+    """The number of matching jobs of a kind, and one page of them, newest first."""
+    query = select(Job).where(Job.kind == kind)
+    if status:
+        query = query.where(Job.status == status)
+    if model:
+        query = query.where(Job.model_name == model)
+    if batch_id:
+        query = query.where(Job.batch_id == batch_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
+    return int(total), list(session.scalars(page))

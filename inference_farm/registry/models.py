@@ -129,3 +129,6 @@ class Job(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    batch_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    # Deliveries so far: a job whose worker dies is redelivered, up to a cap.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

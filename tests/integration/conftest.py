@@ -149,19 +149,24 @@ def api(farm_settings: Settings) -> FlaskClient:
     return create_app(farm_settings).test_client()
 
 
-@pytest.fixture
-def worker(farm_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen]:
-    """A real `inference-farm worker` process on the test services; stopped after the test."""
-    log_path = tmp_path / "worker.log"
-    with open(log_path, "wb") as log:
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Start `inference-farm worker --all-models` in its own session, logging to log_path."""
+    with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "inference_farm", "worker", "--all-models"],
-            env=farm_env,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     process.log_path = log_path  # type: ignore[attr-defined]
+    return process
+
+
+@pytest.fixture
+def worker(farm_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen]:
+    """A real `inference-farm worker` process on the test services; stopped after the test."""
+    process = start_worker(farm_env, tmp_path / "worker.log")
     yield process
     stop_group(process)
 

@@ -32,3 +32,29 @@ def settled(api: FlaskClient, name: str, version: str) -> dict:
 def model_bytes(model: onnx.ModelProto) -> bytes:
     """Serialized model."""
     return model.SerializeToString()
+
+
+TINY_SIGNATURE = {
+    "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4], "kind": "tensor"}],
+    "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 2], "kind": "tensor"}],
+}
+
+
+def ready_version(database_url: str, name: str, signature: dict = TINY_SIGNATURE) -> None:
+    """Register a ready version straight in the registry, with no worker involved."""
+    from inference_farm.registry import Database, catalog
+
+    database = Database(database_url)
+    model = catalog.ensure_model(database.session(), name)
+    catalog.add_version(database.session(), model, "1.0.0", status="ready", signature=signature)
+    database.remove()
+    database.engine.dispose()
+
+
+def pretend_served(app: Any, queue: str) -> None:
+    """Make the API believe a live worker consumes queue, so jobs wait in Redis unconsumed.
+
+    Only the worker-liveness view is faked; the broker, the registry and the queue are real.
+    """
+    watch = app.extensions["farm"].queues
+    watch._consumed, watch._fetched_at, watch._thread = {queue}, float("inf"), object()

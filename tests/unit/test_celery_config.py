@@ -92,7 +92,8 @@ def test_app_conf_carries_config(settings: Settings) -> None:
     assert app.conf.task_acks_late is True
     assert app.conf.worker_prefetch_multiplier == 3
     assert app.conf.result_expires == 123
-    assert app.conf.broker_transport_options == {"visibility_timeout": 4567}
+    assert app.conf.broker_transport_options["visibility_timeout"] == 4567
+    assert app.conf.broker_transport_options["priority_steps"] == list(range(10))
     assert app.conf.result_backend_transport_options == {"visibility_timeout": 4567}
     assert app.conf.farm_settings is settings
 

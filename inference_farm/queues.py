@@ -1,0 +1,75 @@
+"""What the API knows of the queues: their depth in Redis, and which ones live workers serve."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import redis
+from celery import Celery
+
+from inference_farm.health import redis_client
+
+log = logging.getLogger(__name__)
+PRIORITIES = range(1, 10)  # priority 0 uses the bare queue name; see celeryconfig
+
+
+class QueueWatch:
+    """Queue depths read from Redis, and a cached view of the queues live workers consume."""
+
+    def __init__(
+        self, celery: Celery, broker_url: str, refresh_s: float = 3.0, timeout: float = 1.0
+    ) -> None:
+        self.celery, self.refresh_s, self.timeout = celery, refresh_s, timeout
+        self.redis = redis_client(broker_url, timeout)
+        self._consumed: set[str] | None = None
+        self._fetched_at = 0.0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def depth(self, queue: str) -> int:
+        """Jobs waiting on queue, at every priority."""
+        names = [queue, *(f"{queue}:{p}" for p in PRIORITIES)]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.llen(name)
+            return sum(pipe.execute())
+
+    def serves(self, queue: str) -> bool:
+        """True when a live worker consumes queue; refreshes once before saying no."""
+        self._start()
+        if queue in (self._consumed or set()):
+            return True
+        if time.monotonic() - self._fetched_at > 1.0:
+            self.refresh()
+        return queue in (self._consumed or set())
+
+    def refresh(self) -> None:
+        """Ask the workers which queues they consume (waits at most `timeout`)."""
+        with self._lock:
+            try:
+                replies = self.celery.control.inspect(timeout=self.timeout).active_queues() or {}
+            except (OSError, redis.RedisError) as exc:
+                log.warning("could not ask the workers for their queues: %s", exc)
+                replies = {}
+            self._consumed = {queue["name"] for queues in replies.values() for queue in queues}
+            self._fetched_at = time.monotonic()
+
+    def _start(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="queue-watch", daemon=True)
+                self._thread.start()
+        if self._consumed is None:
+            self.refresh()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.refresh_s)
+            try:
+                self.refresh()
+            except Exception:  # the watcher must outlive any one failure
+                log.exception("refreshing the worker queues failed")

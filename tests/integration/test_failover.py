@@ -1,0 +1,98 @@
+"""A worker killed mid-job: the job is redelivered and finishes; a job that keeps killing
+its worker fails after the delivery cap instead of looping forever."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from inference_farm.api import create_app
+from inference_farm.settings import load_settings
+from tests import onnx_models
+from tests.integration.conftest import start_worker
+from tests.integration.helpers import model_bytes, settled, upload
+from tests.services import stop_group, wait_for
+
+WIDTH = 1536
+JOB = {
+    "model": "slow",
+    "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, WIDTH], "data": [0.01] * WIDTH}],
+}
+
+
+@pytest.fixture
+def failover_env(farm_env: dict[str, str]) -> dict[str, str]:
+    """Short visibility timeout, so a dead worker's job comes back within seconds."""
+    return {
+        **farm_env,
+        "INFERENCE_FARM_VISIBILITY_TIMEOUT": "4",
+        "INFERENCE_FARM_MAX_DELIVERIES": "2",
+    }
+
+
+@pytest.fixture
+def workers(failover_env: dict[str, str], tmp_path: Path) -> Iterator[list[subprocess.Popen]]:
+    """Worker processes started by the test; all stopped afterwards."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for process in started:
+        stop_group(process)
+
+
+@pytest.fixture
+def slow_api(failover_env: dict[str, str], workers: list, tmp_path: Path) -> FlaskClient:
+    client = create_app(load_settings(env=failover_env)).test_client()
+    workers.append(start_worker(failover_env, tmp_path / "worker.log"))
+    assert upload(client, "slow", model_bytes(onnx_models.slow_model(WIDTH))).status_code == 202
+    assert settled(client, "slow", "1.0.0")["status"] == "ready"
+    return client
+
+
+def _job(api: FlaskClient, job_id: str) -> dict[str, Any]:
+    return api.get(f"/v1/jobs/{job_id}").get_json()
+
+
+def _kill_during(api: FlaskClient, job_id: str, attempt: int, process: subprocess.Popen) -> None:
+    """SIGKILL the worker's whole process group while it runs the job's attempt."""
+
+    def running() -> bool:
+        job = _job(api, job_id)
+        return job["status"] == "running" and job["attempts"] == attempt
+
+    assert wait_for(running, timeout=60), _job(api, job_id)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def test_job_survives_kill_9_of_its_worker(
+    slow_api: FlaskClient, workers: list, failover_env: dict[str, str], tmp_path: Path
+) -> None:
+    job_id = slow_api.post("/v1/jobs", json=JOB).get_json()["job_id"]
+    _kill_during(slow_api, job_id, 1, workers[0])
+    workers.append(start_worker(failover_env, tmp_path / "worker2.log"))
+    assert wait_for(lambda: _job(slow_api, job_id)["status"] == "succeeded", timeout=90)
+    job = _job(slow_api, job_id)
+    assert job["attempts"] == 2
+    assert job["result"]["outputs"][0]["shape"] == [1, 1]
+
+
+def test_job_that_keeps_killing_its_worker_fails_after_the_cap(
+    slow_api: FlaskClient, workers: list, failover_env: dict[str, str], tmp_path: Path
+) -> None:
+    job_id = slow_api.post("/v1/jobs", json=JOB).get_json()["job_id"]
+    for attempt in (1, 2):
+        _kill_during(slow_api, job_id, attempt, workers[-1])
+        workers.append(start_worker(failover_env, tmp_path / f"worker{attempt + 1}.log"))
+    assert wait_for(lambda: _job(slow_api, job_id)["status"] == "failed", timeout=90)
+    job = _job(slow_api, job_id)
+    assert "the worker running this job stopped 2 times" in job["error"]
+    time.sleep(0.5)
+    assert workers[-1].poll() is None  # the last worker is alive and serving

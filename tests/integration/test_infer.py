@@ -1,0 +1,154 @@
+"""Synchronous Open Inference Protocol infer through a real worker, and every bad request."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.http as triton
+from flask.testing import FlaskClient
+
+from inference_farm.celery_app import create_celery
+from inference_farm.settings import Settings
+from tests import onnx_models
+from tests.integration.helpers import model_bytes, settled, upload
+
+X = np.arange(12, dtype=np.float32).reshape(3, 4) / 10
+
+
+@pytest.fixture
+def tiny(api: FlaskClient, worker: subprocess.Popen) -> str:
+    """A ready tiny_mlp called 'tiny', served by the worker."""
+    assert upload(api, "tiny", model_bytes(onnx_models.tiny_mlp())).status_code == 202
+    assert settled(api, "tiny", "1.0.0")["status"] == "ready"
+    return "tiny"
+
+
+def expected(model: bytes, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """What onnxruntime in-process answers."""
+    return ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def infer(api: FlaskClient, name: str, body: object, path: str = "") -> tuple[int, dict]:
+    response = api.post(f"/v2/models/{name}{path}/infer", json=body)
+    return response.status_code, response.get_json()
+
+
+def test_json_infer_matches_onnxruntime_and_echoes_the_id(api: FlaskClient, tiny: str) -> None:
+    body = {
+        "id": "req-7",
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [3, 4], "data": X.tolist()}],
+    }
+    status, answer = infer(api, tiny, body)
+    assert status == 200, answer
+    assert (answer["model_name"], answer["model_version"], answer["id"]) == (
+        "tiny",
+        "1.0.0",
+        "req-7",
+    )
+    [output] = answer["outputs"]
+    assert (output["name"], output["datatype"], output["shape"]) == ("y", "FP32", [3, 2])
+    want = expected(model_bytes(onnx_models.tiny_mlp()), {"x": X})[0]
+    np.testing.assert_allclose(np.array(output["data"]).reshape(3, 2), want, rtol=1e-6)
+    status, pinned = infer(api, tiny, body, "/versions/1.0.0")
+    assert status == 200 and pinned["outputs"] == answer["outputs"]
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_tritonclient_infer(api_url: str, tiny: str, binary: bool) -> None:
+    client = triton.InferenceServerClient(api_url.removeprefix("http://"))
+    tensor = triton.InferInput("x", [3, 4], "FP32")
+    tensor.set_data_from_numpy(X, binary_data=binary)
+    result = client.infer(
+        "tiny", [tensor], outputs=[triton.InferRequestedOutput("y", binary_data=binary)]
+    )
+    want = expected(model_bytes(onnx_models.tiny_mlp()), {"x": X})[0]
+    np.testing.assert_allclose(result.as_numpy("y"), want, rtol=1e-6)
+
+
+def test_non_tensor_output_comes_back_as_json(api: FlaskClient, worker: subprocess.Popen) -> None:
+    upload(api, "zipmap", model_bytes(onnx_models.sequence_output()))
+    assert settled(api, "zipmap", "1.0.0")["status"] == "ready"
+    x = [[0.2, 0.8], [0.9, 0.1]]
+    status, answer = infer(
+        api, "zipmap", {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 2], "data": x}]}
+    )
+    assert status == 200, answer
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    assert outputs["label"]["data"] == [1, 0]
+    probs = [json.loads(item) for item in outputs["probs"]["data"]]
+    assert probs == [{"0": pytest.approx(0.2), "1": pytest.approx(0.8)},
+                     {"0": pytest.approx(0.9), "1": pytest.approx(0.1)}]  # fmt: skip
+    assert outputs["probs"]["parameters"]["content_type"] == "application/json"
+
+
+GOOD = {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}
+BAD_BODIES = {
+    "not-an-object": ([GOOD], "JSON object"),
+    "no-inputs": ({"inputs": []}, "inputs"),
+    "missing-input": ({"inputs": [{**GOOD, "name": "z"}]}, "'z'"),
+    "wrong-datatype": ({"inputs": [{**GOOD, "datatype": "INT64"}]}, "expected FP32"),
+    "wrong-rank": ({"inputs": [{**GOOD, "shape": [4]}]}, "expected FP32"),
+    "wrong-fixed-dim": ({"inputs": [{**GOOD, "shape": [2, 2]}]}, "expected FP32"),
+    "short-data": ({"inputs": [{**GOOD, "data": [1, 2, 3]}]}, "elements"),
+    "strings-for-numbers": ({"inputs": [{**GOOD, "data": ["a", "b", "c", "d"]}]}, "x"),
+    "negative-dim": ({"inputs": [{**GOOD, "shape": [-1, 4]}]}, "negative"),
+    "absurd-dims": ({"inputs": [{**GOOD, "shape": [10**9, 10**9]}]}, "limit"),
+    "unknown-output": ({"inputs": [GOOD], "outputs": [{"name": "nope"}]}, "nope"),
+    "bad-timeout": ({"inputs": [GOOD], "parameters": {"timeout": "soon"}}, "timeout"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BODIES))
+def test_bad_requests_get_400_and_the_farm_keeps_serving(
+    api: FlaskClient, tiny: str, case: str
+) -> None:
+    body, fragment = BAD_BODIES[case]
+    status, answer = infer(api, tiny, body)
+    assert status == 400, answer
+    assert set(answer) == {"error"} and fragment in answer["error"]
+    status, _ = infer(api, tiny, {"inputs": [GOOD]})
+    assert status == 200
+
+
+def test_malformed_json_gets_400(api: FlaskClient, tiny: str) -> None:
+    response = api.post(
+        "/v2/models/tiny/infer", data=b'{"inputs": [', content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert "not valid JSON" in response.get_json()["error"]
+
+
+def test_unknown_model_or_version_gets_404(api: FlaskClient, tiny: str) -> None:
+    assert infer(api, "ghost", {"inputs": [GOOD]})[0] == 404
+    status, answer = infer(api, tiny, {"inputs": [GOOD]}, "/versions/9.9.9")
+    assert status == 404 and "9.9.9" in answer["error"]
+
+
+def test_body_over_the_limit_gets_413(farm_env: dict[str, str], tiny: str) -> None:
+    from inference_farm.api import create_app
+    from inference_farm.settings import load_settings
+
+    settings = load_settings(env={**farm_env, "INFERENCE_FARM_MAX_REQUEST_BYTES": "200"})
+    body = {"inputs": [{**GOOD, "shape": [20, 4], "data": [0.5] * 80}]}
+    response = create_app(settings).test_client().post("/v2/models/tiny/infer", json=body)
+    assert response.status_code == 413
+    assert "200 bytes" in response.get_json()["error"]
+
+
+def test_timed_out_request_gets_504_and_is_never_run(
+    api: FlaskClient, tiny: str, farm_settings: Settings
+) -> None:
+    body = {"inputs": [GOOD], "parameters": {"timeout": 1}}  # one microsecond
+    status, answer = infer(api, tiny, body)
+    assert status == 504, answer
+    job_id = answer["job_id"]
+    assert infer(api, tiny, {"inputs": [GOOD]})[0] == 200  # queued after it, so it was seen
+    result = create_celery(farm_settings).AsyncResult(job_id)
+    # Either Celery discarded it as expired, or the worker refused it past its deadline.
+    if result.state != "REVOKED":
+        assert result.state == "SUCCESS"
+        assert result.result["ok"] is False and result.result["expired"] is True
