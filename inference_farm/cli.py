@@ -57,13 +57,29 @@ def api() -> None:
 
 @cli.command()
 @click.option("--models", help="Comma-separated models whose queues this worker serves.")
-@click.option("--all-models", is_flag=True, help="Serve every registered model.")
-def worker(models: str | None, all_models: bool) -> None:
+@click.option("--all-models", is_flag=True, help="Serve every model, including later ones.")
+@click.option(
+    "--pool",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A pool file (workers/*.yaml): models, device, concurrency, cache.",
+)
+def worker(models: str | None, all_models: bool, pool: Path | None) -> None:
     """Run a Celery worker of the farm: the control queue plus model queues."""
+    from inference_farm.pools import load_pool
     from inference_farm.services import run_worker
+    from inference_farm.settings import load_settings
 
+    settings = _settings()
     names = [name.strip() for name in models.split(",") if name.strip()] if models else []
-    run_worker(_settings(), names, all_models)
+    if pool is not None:
+        if names or all_models:
+            raise click.UsageError("--pool names the models itself: drop --models/--all-models")
+        definition = load_pool(pool)
+        settings = load_settings(**definition.overrides)
+        names, all_models = definition.models or [], definition.models is None
+    if not names and not all_models:
+        raise click.UsageError("name the models to serve: --models a,b, --all-models or --pool")
+    run_worker(settings, names, all_models)
 
 
 @cli.command()

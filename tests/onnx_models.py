@@ -255,3 +255,30 @@ def slow_model(width: int = 1536, layers: int = 64) -> onnx.ModelProto:
         ],
     )
     return model_of(graph)
+
+
+ALL_TYPES = {
+    "BOOL": TensorProto.BOOL,
+    "INT8": TensorProto.INT8,
+    "INT16": TensorProto.INT16,
+    "INT32": TensorProto.INT32,
+    "INT64": TensorProto.INT64,
+    "UINT8": TensorProto.UINT8,
+    "UINT16": TensorProto.UINT16,
+    "UINT32": TensorProto.UINT32,
+    "UINT64": TensorProto.UINT64,
+    "FP16": TensorProto.FLOAT16,
+    "FP32": TensorProto.FLOAT,
+    "FP64": TensorProto.DOUBLE,
+    "BYTES": TensorProto.STRING,
+}
+
+
+def all_types() -> onnx.ModelProto:
+    """One Identity per Open Inference Protocol datatype: in_<TYPE> [N, 2] -> out_<TYPE>."""
+    nodes, inputs, outputs = [], [], []
+    for name, elem in ALL_TYPES.items():
+        nodes.append(helper.make_node("Identity", [f"in_{name}"], [f"out_{name}"]))
+        inputs.append(helper.make_tensor_value_info(f"in_{name}", elem, ["N", 2]))
+        outputs.append(helper.make_tensor_value_info(f"out_{name}", elem, ["N", 2]))
+    return model_of(helper.make_graph(nodes, "all_types", inputs, outputs))

@@ -99,6 +99,7 @@ def test_worker_told_to_use_a_missing_gpu_refuses_to_start(tmp_path: Path) -> No
     result = farm(
         tmp_path,
         "worker",
+        "--all-models",
         INFERENCE_FARM_BROKER_URL="redis://127.0.0.1:1/0",
         INFERENCE_FARM_WORKER_DEVICE="cuda:0",
     )
@@ -117,3 +118,18 @@ def test_models_list_without_an_api_says_where_it_looked(tmp_path: Path) -> None
     result = farm(tmp_path, "models", "list", INFERENCE_FARM_URL="http://127.0.0.1:1")
     assert result.returncode == 4
     assert "cannot reach http://127.0.0.1:1" in _one_error_line(result)
+
+
+def test_gpu_pool_on_a_machine_without_gpu_refuses_to_start(tmp_path: Path) -> None:
+    pool = Path(__file__).parents[2] / "workers" / "gpu.yaml"
+    result = farm(
+        tmp_path, "worker", "--pool", str(pool), INFERENCE_FARM_BROKER_URL="redis://127.0.0.1:1/0"
+    )
+    assert result.returncode == 4
+    assert "cuda:0" in _one_error_line(result)
+
+
+def test_worker_needs_to_be_told_what_to_serve(tmp_path: Path) -> None:
+    result = farm(tmp_path, "worker", INFERENCE_FARM_BROKER_URL="redis://127.0.0.1:1/0")
+    assert result.returncode == 2
+    assert "--all-models" in result.stderr
