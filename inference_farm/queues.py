@@ -9,6 +9,7 @@ import time
 import redis
 from celery import Celery
 
+from inference_farm.errors import Unavailable
 from inference_farm.health import redis_client
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,15 @@ class QueueWatch:
     def depth(self, queue: str) -> int:
         """Jobs waiting on queue, at every priority."""
         names = [queue, *(f"{queue}:{p}" for p in PRIORITIES)]
-        with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.llen(name)
-            return sum(pipe.execute())
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.llen(name)
+                return sum(pipe.execute())
+        except redis.RedisError as exc:
+            error = Unavailable(f"the broker does not answer: {exc}")
+            error.retry_after = 5
+            raise error from None
 
     def serves(self, queue: str) -> bool:
         """True when a live worker consumes queue; refreshes once before saying no."""

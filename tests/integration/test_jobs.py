@@ -142,3 +142,23 @@ def test_no_live_worker_gets_503(api: FlaskClient, farm_settings: Any) -> None:
     assert response.status_code == 503
     assert "no live worker serves model 'orphan'" in response.get_json()["error"]
     assert response.headers["Retry-After"] == "5"
+
+
+def test_an_expired_result_is_said_plainly(farm_env: dict[str, str], tmp_path: Any) -> None:
+    from tests.integration.conftest import start_worker
+    from tests.services import stop_group
+
+    env = {**farm_env, "INFERENCE_FARM_RESULT_EXPIRES": "2"}
+    client = create_app(load_settings(env=env)).test_client()
+    worker = start_worker(env, tmp_path / "worker.log")
+    try:
+        upload(client, "tiny", model_bytes(onnx_models.tiny_mlp()))
+        assert settled(client, "tiny", "1.0.0")["status"] == "ready"
+        job_id = client.post("/v1/jobs", json=JOB).get_json()["job_id"]
+        assert poll(client, job_id)["result"] is not None
+        time.sleep(3)
+        job = client.get(f"/v1/jobs/{job_id}").get_json()
+        assert (job["status"], job["result"], job["result_expired"]) == ("succeeded", None, True)
+        assert job["message"] == "the result has expired: results are kept 2 seconds"
+    finally:
+        stop_group(worker)

@@ -1,0 +1,81 @@
+"""A broker outage: new requests get 503 at once, and service comes back with Redis."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from inference_farm.api import create_app
+from inference_farm.embedded_redis import free_port, redis_binary, redis_command, wait_for_redis
+from inference_farm.settings import load_settings
+from tests import onnx_models
+from tests.integration.conftest import start_worker
+from tests.integration.helpers import model_bytes, settled, upload
+from tests.services import stop_group, wait_for
+
+BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
+
+
+class Redis:
+    """A private Redis that the test can stop and start again on the same port."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port, self.folder = free_port(), folder
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        argv = redis_command(redis_binary(), self.port, self.folder)
+        self.process = subprocess.Popen(argv, start_new_session=True)
+        wait_for_redis(self.url, self.process)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_group(self.process)
+            self.process = None
+
+
+@pytest.fixture
+def private_redis() -> Iterator[Redis]:
+    with tempfile.TemporaryDirectory(prefix="farm-outage-") as folder:
+        server = Redis(Path(folder))
+        server.start()
+        yield server
+        server.stop()
+
+
+def _infer(api: FlaskClient) -> tuple[int, float]:
+    started = time.monotonic()
+    status = api.post("/v2/models/tiny/infer", json=BODY).status_code
+    return status, time.monotonic() - started
+
+
+def test_outage_gives_503_and_service_recovers(
+    private_redis: Redis, farm_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**farm_env, "INFERENCE_FARM_BROKER_URL": private_redis.url}
+    api = create_app(load_settings(env=env)).test_client()
+    worker = start_worker(env, tmp_path / "worker.log")
+    try:
+        assert upload(api, "tiny", model_bytes(onnx_models.tiny_mlp())).status_code == 202
+        assert settled(api, "tiny", "1.0.0")["status"] == "ready"
+        assert _infer(api)[0] == 200
+
+        private_redis.stop()
+        status, took = _infer(api)
+        assert status == 503
+        assert took < 15  # answered, not hung
+        assert api.get("/v2/health/ready").status_code == 503
+
+        private_redis.start()
+        assert wait_for(lambda: _infer(api)[0] == 200, timeout=60, interval=1.0)
+        assert api.get("/v2/health/ready").status_code == 200
+        assert worker.poll() is None
+    finally:
+        stop_group(worker)
