@@ -9,6 +9,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from inference_farm.celery_app import CONTROL_QUEUE, create_celery, model_queue
+from inference_farm.errors import SettingsError
 from inference_farm.registry import Database
 from inference_farm.registry.migrate import ensure_current
 from inference_farm.settings import Settings
@@ -44,6 +45,8 @@ class _Gunicorn(BaseApplication):
             "accesslog": None,
             "proc_name": "inference-farm-api",
         }
+        if s.tls_cert and s.tls_key:
+            options.update(certfile=str(s.tls_cert), keyfile=str(s.tls_key))
         for key, value in options.items():
             self.cfg.set(key, value)
 
@@ -54,8 +57,11 @@ class _Gunicorn(BaseApplication):
 
 
 def run_api(settings: Settings) -> None:
-    """Serve the REST API with gunicorn until stopped."""
+    """Serve the REST API with gunicorn (HTTPS when a certificate is set) until stopped."""
     create_celery(settings)  # fails early when no broker is configured
+    for path in (settings.tls_cert, settings.tls_key):
+        if path is not None and not path.is_file():
+            raise SettingsError(f"the TLS file {path} does not exist")
     check_registry(settings)
     _Gunicorn(settings).run()
 

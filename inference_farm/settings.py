@@ -10,7 +10,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inference_farm.errors import SettingsError
 
@@ -101,6 +101,17 @@ class Settings(BaseModel):
     max_deliveries: int = Field(
         3, ge=1, description="Times a job is delivered before a job that kills workers fails."
     )
+    rate_per_second: float | None = Field(
+        None, gt=0, description="Requests per second a key may make; unset: no limit."
+    )
+    rate_burst: int | None = Field(
+        None, ge=1, description="Requests a key may make in any one second; default: 2 x rate."
+    )
+    max_queued_jobs_per_key: int | None = Field(
+        None, ge=1, description="Queued or running jobs one key may have; unset: no cap."
+    )
+    tls_cert: Path | None = Field(None, description="PEM certificate: the API serves HTTPS.")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert.")
     health_timeout: float = Field(
         2.0, gt=0, description="Seconds the readiness check waits for each dependency."
     )
@@ -159,6 +170,12 @@ class Settings(BaseModel):
             if not user or not password:
                 raise ValueError("expected user:password, both non-empty")
         return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        return self
 
     @property
     def effective_database_url(self) -> str:
@@ -231,10 +248,12 @@ def load_settings(env: dict[str, str] | None = None, **overrides: Any) -> Settin
         return Settings.model_validate(values)
     except ValidationError as exc:
         error = exc.errors()[0]
-        key = str(error["loc"][0]) if error["loc"] else "?"
+        message = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:
+            raise SettingsError(f"invalid settings: {message}") from None
+        key = str(error["loc"][0])
         if error["type"] == "extra_forbidden":
             raise SettingsError(f"unknown setting {_describe(key, sources)}") from None
-        message = error["msg"].removeprefix("Value error, ")
         raise SettingsError(f"invalid setting {_describe(key, sources)}: {message}") from None
 
 

@@ -11,6 +11,7 @@ from inference_farm import __version__
 from inference_farm.api.errors import FarmApi, register_error_handlers
 from inference_farm.celery_app import create_celery
 from inference_farm.queues import QueueWatch
+from inference_farm.ratelimit import Limiter
 from inference_farm.registry import Database
 from inference_farm.settings import Settings, get_settings
 from inference_farm.storage import ArtifactStore
@@ -27,6 +28,7 @@ class Farm:
     celery: Celery
     store: ArtifactStore
     queues: QueueWatch
+    limiter: Limiter
 
 
 def farm() -> Farm:
@@ -54,21 +56,23 @@ def _upload_limit() -> None:
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API for settings (default: the process settings)."""
-    from inference_farm.api import infer, jobs, models, repository, server
+    from inference_farm.api import infer, jobs, keys, models, repository, server
+    from inference_farm.api.auth import authenticate
 
     settings = settings or get_settings()
-    app = Flask("inference_farm")
+    app = Flask("inference_farm", static_folder=None)
     _openapi_config(app)
     db = Database(settings.effective_database_url)
     store = ArtifactStore(settings.effective_storage_url, settings.data_dir / "cache")
     celery = create_celery(settings)
     queues = QueueWatch(celery, settings.broker_url or "")
-    app.extensions["farm"] = Farm(settings, db, celery, store, queues)
+    app.extensions["farm"] = Farm(settings, db, celery, store, queues, Limiter(settings))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.before_request(authenticate)
     app.before_request(_upload_limit)
     app.teardown_appcontext(lambda _exc: db.remove())
     api = FarmApi(app)
-    for blueprint in (server.blp, repository.blp, infer.blp, models.blp, jobs.blp):
+    for blueprint in (server.blp, repository.blp, infer.blp, models.blp, jobs.blp, keys.blp):
         api.register_blueprint(blueprint)
     register_error_handlers(app)
     return app

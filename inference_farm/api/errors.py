@@ -72,6 +72,8 @@ def _handle_farm_error(error: FarmError) -> ResponseReturnValue:
     response, status = error_response(error.status, error.message, **error.extra)
     if isinstance(error, RateLimited | Unavailable) and error.retry_after:
         response.headers["Retry-After"] = str(error.retry_after)
+    for name, value in getattr(error, "headers", {}).items():
+        response.headers[name] = value
     return response, status
 
 

@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 
 from inference_farm import dataplane
 from inference_farm.api import farm
+from inference_farm.api.auth import scope
 from inference_farm.errors import InvalidInput
 from inference_farm.runtime.codec import InferRequest, build_response, parse_request
 
@@ -59,6 +60,7 @@ def _respond(name: str, parsed: InferRequest, reply: dict) -> Response:
 
 @blp.route("/models/<name>/infer", methods=["POST"])
 @blp.route("/models/<name>/versions/<version>/infer", methods=["POST"])
+@scope("infer")
 def infer(name: str, version: str | None = None) -> Response:
     """Run inference and wait for the answer (JSON, or Triton's binary tensor extension)"""
     context = farm()

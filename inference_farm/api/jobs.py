@@ -13,10 +13,11 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from inference_farm import dataplane
 from inference_farm.api import farm
+from inference_farm.api.auth import check_model, current_key, is_admin, scope
 from inference_farm.celery_app import model_queue
-from inference_farm.errors import Conflict, InvalidInput, NotFound
+from inference_farm.errors import Conflict, InvalidInput, NotFound, RateLimited
 from inference_farm.registry.db import utcnow
-from inference_farm.registry.jobs import add_job, find_jobs
+from inference_farm.registry.jobs import add_job, count_unfinished, find_jobs
 from inference_farm.registry.models import FINISHED_JOB_STATUSES, JOB_STATUSES, Job
 from inference_farm.runtime.codec import build_response, parse_request
 
@@ -63,6 +64,7 @@ def _load(schema: Schema, body: Any) -> dict:
 
 
 def _prepare(item: dict) -> tuple[dataplane.Prepared, dict]:
+    check_model(item["model"])
     document = {k: item[k] for k in ("inputs", "outputs", "parameters") if k in item}
     limit = farm().settings.max_tensor_elements
     parsed = parse_request(json.dumps(document).encode(), None, max_elements=limit)
@@ -73,9 +75,11 @@ def _prepare(item: dict) -> tuple[dataplane.Prepared, dict]:
 def _enqueue(prepared: dataplane.Prepared, item: dict, batch_id: str | None) -> Job:
     context = farm()
     deadline = time.time() + item["timeout"] if "timeout" in item else None
+    key = current_key()
     job = add_job(
         context.db.session(), "infer", prepared.model, model_queue(prepared.model),
         version=prepared.version, priority=item["priority"], batch_id=batch_id,
+        api_key_id=key.id if key else None,
     )  # fmt: skip
     try:
         dataplane.submit(
@@ -95,6 +99,7 @@ def _ref(job: Job) -> dict[str, str]:
 
 
 @blp.route("", methods=["POST"])
+@scope("jobs")
 @blp.response(202)
 def submit() -> Any:
     """Submit one job, or a batch as {"requests": [...]}; each job can be polled"""
@@ -103,6 +108,7 @@ def submit() -> Any:
         raise InvalidInput("the request body must be a JSON object")
     if "requests" not in body:
         prepared, item = _prepare(_load(JobSubmit(), body))
+        _check_queued_cap(1)
         return _ref(_enqueue(prepared, item, None))
     items = _load(BatchSubmit(), body)["requests"]
     checked = []
@@ -111,15 +117,35 @@ def submit() -> Any:
             checked.append(_prepare(item))
         except InvalidInput as exc:
             raise InvalidInput(f"requests[{index}]: {exc.message}") from None
+    _check_queued_cap(len(checked))
     batch_id = str(uuid.uuid4())
     jobs = [_ref(_enqueue(prepared, item, batch_id)) for prepared, item in checked]
     url = url_for("jobs.batch", batch_id=batch_id)
     return {"batch_id": batch_id, "status_url": url, "jobs": jobs}
 
 
+def _owner() -> int | None:
+    """The key whose jobs the caller may see; None for an admin, who sees all."""
+    key = current_key()
+    return None if key is None or is_admin() else key.id
+
+
+def _check_queued_cap(adding: int) -> None:
+    """RateLimited when the caller's key would have more unfinished jobs than allowed."""
+    key = current_key()
+    cap = key and (key.max_queued_jobs or farm().settings.max_queued_jobs_per_key)
+    if not cap:
+        return
+    pending = count_unfinished(farm().db.session(), key.id)
+    if pending + adding > cap:
+        raise RateLimited(f"this key has {pending} unfinished jobs; it may have at most {cap}")
+
+
 def _job_or_404(job_id: str) -> Job:
     job = farm().db.session().get(Job, job_id)
-    if job is None:
+    owner = _owner()
+    # Another key's job reads as missing: its existence is not the caller's business.
+    if job is None or job.kind != "infer" or (owner is not None and job.api_key_id != owner):
         raise NotFound(f"job {job_id!r} not found")
     return job
 
@@ -153,12 +179,14 @@ def _result(job: Job) -> dict[str, Any]:
 
 
 @blp.route("/<job_id>", methods=["GET"])
+@scope("jobs")
 def job(job_id: str) -> Any:
     """A job's status, timings, and result or error"""
     return describe(_job_or_404(job_id), with_result=True)
 
 
 @blp.route("/<job_id>", methods=["DELETE"])
+@scope("jobs")
 def cancel(job_id: str) -> Any:
     """Cancel a job: a queued one never runs, a running one's result is discarded"""
     context = farm()
@@ -174,18 +202,22 @@ def cancel(job_id: str) -> Any:
 
 
 @blp.route("", methods=["GET"])
+@scope("jobs")
 @blp.arguments(JobQuery, location="query")
 def list_jobs(query: dict) -> Any:
     """Jobs, newest first, filtered by status, model or batch"""
-    total, found = find_jobs(farm().db.session(), **query)
+    total, found = find_jobs(farm().db.session(), owner=_owner(), **query)
     jobs = [describe(job) for job in found]
     return {"jobs": jobs, "total": total, "limit": query["limit"], "offset": query["offset"]}
 
 
 @blp.route("/batches/<batch_id>", methods=["GET"])
+@scope("jobs")
 def batch(batch_id: str) -> Any:
     """A batch as a whole: how many of its jobs are in each status"""
-    total, found = find_jobs(farm().db.session(), batch_id=batch_id, limit=MAX_BATCH, offset=0)
+    total, found = find_jobs(
+        farm().db.session(), batch_id=batch_id, limit=MAX_BATCH, offset=0, owner=_owner()
+    )
     if total == 0:
         raise NotFound(f"batch {batch_id!r} not found")
     counts: dict[str, int] = {}

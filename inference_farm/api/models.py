@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 
 from inference_farm import lifecycle
 from inference_farm.api import farm
+from inference_farm.api.auth import scope
 from inference_farm.api.schemas import (
     ModelCreate,
     ModelOut,
@@ -33,11 +34,13 @@ def _session() -> Any:
 class Models(MethodView):
     """The collection of models."""
 
+    @scope("models:read")
     @blp.response(200, ModelOut(many=True))
     def get(self) -> Any:
         """List models"""
         return catalog.list_models(_session())
 
+    @scope("models:write")
     @blp.arguments(ModelCreate)
     @blp.response(201, ModelOut)
     def post(self, body: dict) -> Any:
@@ -51,11 +54,13 @@ class Models(MethodView):
 class OneModel(MethodView):
     """One model."""
 
+    @scope("models:read")
     @blp.response(200, ModelOut)
     def get(self, name: str) -> Any:
         """Show a model and its versions"""
         return catalog.get_model(_session(), name)
 
+    @scope("models:write")
     @blp.arguments(ModelPatch)
     @blp.response(200, ModelOut)
     def patch(self, body: dict, name: str) -> Any:
@@ -69,6 +74,7 @@ class OneModel(MethodView):
         session.commit()
         return model
 
+    @scope("models:write")
     @blp.response(204)
     def delete(self, name: str) -> None:
         """Delete a model: retire its versions, evict them from workers, drop its artifacts"""
@@ -83,6 +89,7 @@ class OneModel(MethodView):
 class Versions(MethodView):
     """The versions of a model."""
 
+    @scope("models:read")
     @blp.arguments(VersionQuery, location="query")
     @blp.response(200, VersionOut(many=True))
     def get(self, query: dict, name: str) -> Any:
@@ -90,6 +97,7 @@ class Versions(MethodView):
         model = catalog.get_model(_session(), name)
         return catalog.versions(model, include_retired=query["include_retired"])
 
+    @scope("models:write")
     @blp.arguments(UploadForm, location="form")
     @blp.arguments(UploadFile, location="files")
     @blp.response(202, VersionOut)
@@ -113,11 +121,13 @@ class Versions(MethodView):
 class OneVersion(MethodView):
     """One version of a model."""
 
+    @scope("models:read")
     @blp.response(200, VersionOut)
     def get(self, name: str, version: str) -> Any:
         """Show a version: status, signature, validation outcome"""
         return catalog.get_version(_session(), name, version)
 
+    @scope("models:write")
     @blp.arguments(VersionPatch)
     @blp.response(200, VersionOut)
     def patch(self, body: dict, name: str, version: str) -> Any:
@@ -128,6 +138,7 @@ class OneVersion(MethodView):
         session.commit()
         return record
 
+    @scope("models:write")
     @blp.response(200, VersionOut)
     def delete(self, name: str, version: str) -> Any:
         """Retire a version: it stops being served and workers evict it"""

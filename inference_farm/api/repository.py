@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 
 from inference_farm import lifecycle
 from inference_farm.api import farm
+from inference_farm.api.auth import scope
 from inference_farm.errors import InvalidInput, Unavailable, error_for_status
 from inference_farm.registry import catalog
 from inference_farm.registry.models import ModelVersion
@@ -45,6 +46,7 @@ def _ready_version(name: str, version: str | None) -> ModelVersion:
 
 
 @blp.route("/models/<name>")
+@scope("models:read")
 def model_metadata(name: str) -> ResponseReturnValue:
     """Metadata of the version served by default: inputs, outputs, versions"""
     record = _ready_version(name, None)
@@ -53,12 +55,14 @@ def model_metadata(name: str) -> ResponseReturnValue:
 
 
 @blp.route("/models/<name>/versions/<version>")
+@scope("models:read")
 def version_metadata(name: str, version: str) -> ResponseReturnValue:
     """Metadata of one version"""
     return _metadata(_ready_version(name, version), [version])
 
 
 @blp.route("/models/<name>/ready")
+@scope("models:read")
 def model_ready(name: str) -> ResponseReturnValue:
     """200 when the model has a ready version"""
     record = _ready_version(name, None)
@@ -66,6 +70,7 @@ def model_ready(name: str) -> ResponseReturnValue:
 
 
 @blp.route("/models/<name>/versions/<version>/ready")
+@scope("models:read")
 def version_ready(name: str, version: str) -> ResponseReturnValue:
     """200 when this version is ready"""
     _ready_version(name, version)
@@ -73,6 +78,7 @@ def version_ready(name: str, version: str) -> ResponseReturnValue:
 
 
 @blp.route("/repository/index", methods=["POST"])
+@scope("models:read")
 def repository_index() -> ResponseReturnValue:
     """Every model version that is not deleted, with its state"""
     rows = []
@@ -103,6 +109,7 @@ def _broadcast(command: str, name: str, expect_replies: bool) -> list[dict]:
 
 
 @blp.route("/repository/models/<name>/load", methods=["POST"])
+@scope("models:write")
 def load(name: str) -> ResponseReturnValue:
     """Warm the model's default version on every worker that serves it"""
     _ready_version(name, None)
@@ -117,6 +124,7 @@ def load(name: str) -> ResponseReturnValue:
 
 
 @blp.route("/repository/models/<name>/unload", methods=["POST"])
+@scope("models:write")
 def unload(name: str) -> ResponseReturnValue:
     """Evict every version of the model from every worker"""
     catalog.get_model(farm().db.session(), name)

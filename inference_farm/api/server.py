@@ -7,12 +7,14 @@ from flask_smorest import Blueprint
 
 from inference_farm import __version__
 from inference_farm.api import farm
+from inference_farm.api.auth import OPEN, scope
 from inference_farm.health import readiness
 
 blp = Blueprint("server", __name__, url_prefix="/v2", description="Server metadata and health")
 
 
 @blp.route("", strict_slashes=False)
+@scope(OPEN)
 @blp.doc(security=[])
 def server_metadata() -> ResponseReturnValue:
     """Server name, version and protocol extensions"""
@@ -20,6 +22,7 @@ def server_metadata() -> ResponseReturnValue:
 
 
 @blp.route("/health/live")
+@scope(OPEN)
 @blp.doc(security=[])
 def live() -> ResponseReturnValue:
     """Liveness: the API process answers"""
@@ -27,6 +30,7 @@ def live() -> ResponseReturnValue:
 
 
 @blp.route("/health/ready")
+@scope(OPEN)
 @blp.doc(security=[])
 def ready() -> ResponseReturnValue:
     """Readiness: the registry is reachable and migrated, and Redis answers"""

@@ -44,9 +44,12 @@ def find_jobs(
     model: str | None = None,
     batch_id: str | None = None,
     kind: str = "infer",
+    owner: int | None = None,
 ) -> tuple[int, list[Job]]:
-    """The number of matching jobs of a kind, and one page of them, newest first."""
+    """The number of matching jobs of a kind (and owner key), and one page, newest first."""
     query = select(Job).where(Job.kind == kind)
+    if owner is not None:
+        query = query.where(Job.api_key_id == owner)
     if status:
         query = query.where(Job.status == status)
     if model:
@@ -56,3 +59,11 @@ def find_jobs(
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     page = query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
     return int(total), list(session.scalars(page))
+
+
+def count_unfinished(session: Session, api_key_id: int) -> int:
+    """Jobs of a key that are queued or running."""
+    query = select(func.count()).where(
+        Job.api_key_id == api_key_id, Job.status.in_(("queued", "running"))
+    )
+    return int(session.scalar(query) or 0)

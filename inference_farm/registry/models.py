@@ -98,6 +98,10 @@ class ApiKey(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # Per-key overrides of the rate limits and of the cap on queued jobs; None: the defaults.
+    rate_per_second: Mapped[float | None] = mapped_column(Float)
+    burst: Mapped[int | None] = mapped_column(Integer)
+    max_queued_jobs: Mapped[int | None] = mapped_column(Integer)
 
 
 def new_job_id() -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+import tritonclient.http as triton
 from flask.testing import FlaskClient
 
 from inference_farm.api import create_app
@@ -19,6 +20,7 @@ from inference_farm.embedded_redis import free_port
 from inference_farm.registry import Base, Database
 from inference_farm.registry.migrate import upgrade
 from inference_farm.settings import Settings, load_settings
+from tests.integration.helpers import Bearer, authorized, new_admin_key
 from tests.services import (
     ServiceMissing,
     postgres_server,
@@ -144,9 +146,23 @@ def farm_settings(farm_env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
-def api(farm_settings: Settings) -> FlaskClient:
-    """A test client of the API on the integration services."""
-    return create_app(farm_settings).test_client()
+def admin_key(farm_database: str) -> str:
+    """The secret of an admin key in the test registry."""
+    return new_admin_key(farm_database)
+
+
+@pytest.fixture
+def api(farm_settings: Settings, admin_key: str) -> FlaskClient:
+    """A test client of the API on the integration services, sending an admin key."""
+    return authorized(create_app(farm_settings), admin_key)
+
+
+@pytest.fixture
+def triton_client(api_url: str, admin_key: str) -> triton.InferenceServerClient:
+    """tritonclient.http against the real API, sending an admin key."""
+    client = triton.InferenceServerClient(api_url.removeprefix("http://"), concurrency=50)
+    client.register_plugin(Bearer(admin_key))
+    return client
 
 
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:

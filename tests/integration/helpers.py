@@ -58,3 +58,41 @@ def pretend_served(app: Any, queue: str) -> None:
     """
     watch = app.extensions["farm"].queues
     watch._consumed, watch._fetched_at, watch._thread = {queue}, float("inf"), object()
+
+
+def new_admin_key(database_url: str, scopes: tuple[str, ...] = ("admin",), **fields: Any) -> str:
+    """Create a key straight in the registry; its secret."""
+    from inference_farm.registry import Database
+    from inference_farm.registry.keys import create_key
+
+    database = Database(database_url)
+    session = database.session()
+    created = create_key(session, "test", list(scopes), **fields)
+    secret = created.secret
+    database.remove()
+    database.engine.dispose()
+    return secret
+
+
+def authorized(app: Any, key: str) -> FlaskClient:
+    """A test client of app that sends key on every request."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    return client
+
+
+def client_for(settings: Any) -> FlaskClient:
+    """A test client of a new app on settings, with a fresh admin key."""
+    from inference_farm.api import create_app
+
+    return authorized(create_app(settings), new_admin_key(settings.effective_database_url))
+
+
+class Bearer:
+    """A tritonclient plugin that sends an API key."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __call__(self, request: Any) -> None:
+        request.headers["Authorization"] = f"Bearer {self.key}"

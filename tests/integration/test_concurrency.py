@@ -30,11 +30,12 @@ def _sample(datatype: str) -> np.ndarray:
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
 def test_every_datatype_round_trips(
-    api: FlaskClient, api_url: str, worker: subprocess.Popen, binary: bool
-) -> None:
+    api: FlaskClient, triton_client: triton.InferenceServerClient, worker: subprocess.Popen,
+    binary: bool,
+) -> None:  # fmt: skip
     assert upload(api, "types", model_bytes(onnx_models.all_types())).status_code == 202
     assert settled(api, "types", "1.0.0")["status"] == "ready"
-    client = triton.InferenceServerClient(api_url.removeprefix("http://"))
+    client = triton_client
     inputs, outputs = [], []
     for datatype in onnx_models.ALL_TYPES:
         tensor = triton.InferInput(f"in_{datatype}", [2, 2], datatype)
@@ -50,11 +51,11 @@ def test_every_datatype_round_trips(
 
 
 def test_fifty_concurrent_sync_requests_each_get_their_own_answer(
-    api: FlaskClient, api_url: str, worker: subprocess.Popen
+    api: FlaskClient, triton_client: triton.InferenceServerClient, worker: subprocess.Popen
 ) -> None:
     assert upload(api, "tiny", model_bytes(onnx_models.tiny_mlp())).status_code == 202
     assert settled(api, "tiny", "1.0.0")["status"] == "ready"
-    client = triton.InferenceServerClient(api_url.removeprefix("http://"), concurrency=50)
+    client = triton_client
     import onnxruntime as ort
 
     local = ort.InferenceSession(model_bytes(onnx_models.tiny_mlp()))

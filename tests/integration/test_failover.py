@@ -14,11 +14,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from inference_farm.api import create_app
 from inference_farm.settings import load_settings
 from tests import onnx_models
 from tests.integration.conftest import start_worker
-from tests.integration.helpers import model_bytes, settled, upload
+from tests.integration.helpers import client_for, model_bytes, settled, upload
 from tests.services import stop_group, wait_for
 
 WIDTH = 1536
@@ -49,7 +48,7 @@ def workers(failover_env: dict[str, str], tmp_path: Path) -> Iterator[list[subpr
 
 @pytest.fixture
 def slow_api(failover_env: dict[str, str], workers: list, tmp_path: Path) -> FlaskClient:
-    client = create_app(load_settings(env=failover_env)).test_client()
+    client = client_for(load_settings(env=failover_env))
     workers.append(start_worker(failover_env, tmp_path / "worker.log"))
     assert upload(client, "slow", model_bytes(onnx_models.slow_model(WIDTH))).status_code == 202
     assert settled(client, "slow", "1.0.0")["status"] == "ready"

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from inference_farm.celery_app import create_celery
 from inference_farm.settings import Settings
 from tests import onnx_models
-from tests.integration.helpers import model_bytes, settled, upload
+from tests.integration.helpers import client_for, model_bytes, settled, upload
 
 X = np.arange(12, dtype=np.float32).reshape(3, 4) / 10
 
@@ -58,8 +58,10 @@ def test_json_infer_matches_onnxruntime_and_echoes_the_id(api: FlaskClient, tiny
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
-def test_tritonclient_infer(api_url: str, tiny: str, binary: bool) -> None:
-    client = triton.InferenceServerClient(api_url.removeprefix("http://"))
+def test_tritonclient_infer(
+    triton_client: triton.InferenceServerClient, tiny: str, binary: bool
+) -> None:
+    client = triton_client
     tensor = triton.InferInput("x", [3, 4], "FP32")
     tensor.set_data_from_numpy(X, binary_data=binary)
     result = client.infer(
@@ -129,12 +131,11 @@ def test_unknown_model_or_version_gets_404(api: FlaskClient, tiny: str) -> None:
 
 
 def test_body_over_the_limit_gets_413(farm_env: dict[str, str], tiny: str) -> None:
-    from inference_farm.api import create_app
     from inference_farm.settings import load_settings
 
     settings = load_settings(env={**farm_env, "INFERENCE_FARM_MAX_REQUEST_BYTES": "200"})
     body = {"inputs": [{**GOOD, "shape": [20, 4], "data": [0.5] * 80}]}
-    response = create_app(settings).test_client().post("/v2/models/tiny/infer", json=body)
+    response = client_for(settings).post("/v2/models/tiny/infer", json=body)
     assert response.status_code == 413
     assert "200 bytes" in response.get_json()["error"]
 

@@ -14,7 +14,10 @@ from inference_farm.celery_app import model_queue
 from inference_farm.settings import load_settings
 from tests import onnx_models
 from tests.integration.helpers import (
+    authorized,
+    client_for,
     model_bytes,
+    new_admin_key,
     pretend_served,
     ready_version,
     settled,
@@ -127,7 +130,7 @@ def test_queue_full_gets_429_with_retry_after(farm_env: dict[str, str]) -> None:
     app = create_app(settings)
     ready_version(settings.effective_database_url, "tiny")
     pretend_served(app, model_queue("tiny"))
-    client = app.test_client()
+    client = authorized(app, new_admin_key(settings.effective_database_url))
     assert client.post("/v1/jobs", json=JOB).status_code == 202
     full = client.post("/v1/jobs", json=JOB)
     assert full.status_code == 429
@@ -149,7 +152,7 @@ def test_an_expired_result_is_said_plainly(farm_env: dict[str, str], tmp_path: A
     from tests.services import stop_group
 
     env = {**farm_env, "INFERENCE_FARM_RESULT_EXPIRES": "2"}
-    client = create_app(load_settings(env=env)).test_client()
+    client = client_for(load_settings(env=env))
     worker = start_worker(env, tmp_path / "worker.log")
     try:
         upload(client, "tiny", model_bytes(onnx_models.tiny_mlp()))

@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from inference_farm.api import create_app
 from inference_farm.celery_app import CONTROL_QUEUE, create_celery
 from inference_farm.settings import Settings, load_settings
 from tests import onnx_models
-from tests.integration.helpers import model_bytes, settled, upload
+from tests.integration.helpers import client_for, model_bytes, settled, upload
 
 TINY = model_bytes(onnx_models.tiny_mlp())
 
@@ -77,7 +76,7 @@ def test_empty_file_is_refused_before_anything_is_stored(
 
 def test_upload_over_the_limit_gets_413(farm_env: dict[str, str]) -> None:
     settings = load_settings(env={**farm_env, "INFERENCE_FARM_MAX_UPLOAD_BYTES": "1000"})
-    response = upload(create_app(settings).test_client(), "big", b"\0" * 5000)
+    response = upload(client_for(settings), "big", b"\0" * 5000)
     assert response.status_code == 413
     assert "1000 bytes" in response.get_json()["message"]
 

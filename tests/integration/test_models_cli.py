@@ -11,9 +11,9 @@ from pathlib import Path
 from tests import onnx_models
 
 
-def cli(api_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(api_url: str, key: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_FARM_")}
-    env["INFERENCE_FARM_URL"] = api_url
+    env["INFERENCE_FARM_URL"], env["INFERENCE_FARM_API_KEY"] = api_url, key
     return subprocess.run(
         [sys.executable, "-m", "inference_farm", "models", *args],
         env=env,
@@ -24,37 +24,39 @@ def cli(api_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_upload_wait_list_show_delete(
-    api_url: str, worker: subprocess.Popen, tmp_path: Path
+    api_url: str, admin_key: str, worker: subprocess.Popen, tmp_path: Path
 ) -> None:
     path = onnx_models.save(onnx_models.tiny_mlp(), tmp_path / "tiny.onnx")
-    uploaded = cli(api_url, "upload", str(path), "--name", "tiny", "--wait", "--json")
+    uploaded = cli(api_url, admin_key, "upload", str(path), "--name", "tiny", "--wait", "--json")
     assert uploaded.returncode == 0, uploaded.stderr
     record = json.loads(uploaded.stdout)
     assert (record["version"], record["status"]) == ("1.0.0", "ready")
     assert "uploading" in uploaded.stderr  # the progress bar
 
-    listed = json.loads(cli(api_url, "list", "--json").stdout)
+    listed = json.loads(cli(api_url, admin_key, "list", "--json").stdout)
     assert [(m["name"], m["serving_version"]) for m in listed] == [("tiny", "1.0.0")]
-    shown = cli(api_url, "show", "tiny")
+    shown = cli(api_url, admin_key, "show", "tiny")
     assert shown.returncode == 0 and "1.0.0  ready" in shown.stdout
 
-    deleted = cli(api_url, "delete", "tiny", "--version", "1.0.0")
+    deleted = cli(api_url, admin_key, "delete", "tiny", "--version", "1.0.0")
     assert deleted.returncode == 0, deleted.stderr
-    assert json.loads(cli(api_url, "list", "--json").stdout)[0]["serving_version"] is None
+    assert (
+        json.loads(cli(api_url, admin_key, "list", "--json").stdout)[0]["serving_version"] is None
+    )
 
 
 def test_upload_wait_of_a_bad_file_fails_with_the_reason(
-    api_url: str, worker: subprocess.Popen, tmp_path: Path
+    api_url: str, admin_key: str, worker: subprocess.Popen, tmp_path: Path
 ) -> None:
     path = tmp_path / "bad.onnx"
     path.write_bytes(b"definitely not onnx" * 10)
-    result = cli(api_url, "upload", str(path), "--name", "bad", "--wait")
+    result = cli(api_url, admin_key, "upload", str(path), "--name", "bad", "--wait")
     assert result.returncode == 1
     assert "validation failed: not a valid ONNX model" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_unknown_model_is_one_line_with_its_own_exit_code(api_url: str) -> None:
-    result = cli(api_url, "show", "ghost")
+def test_unknown_model_is_one_line_with_its_own_exit_code(api_url: str, admin_key: str) -> None:
+    result = cli(api_url, admin_key, "show", "ghost")
     assert result.returncode == 5
     assert result.stderr.strip() == "error: model 'ghost' not found"

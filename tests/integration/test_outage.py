@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from inference_farm.api import create_app
 from inference_farm.embedded_redis import free_port, redis_binary, redis_command, wait_for_redis
 from inference_farm.settings import load_settings
 from tests import onnx_models
 from tests.integration.conftest import start_worker
-from tests.integration.helpers import model_bytes, settled, upload
+from tests.integration.helpers import client_for, model_bytes, settled, upload
 from tests.services import stop_group, wait_for
 
 BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
@@ -60,7 +59,7 @@ def test_outage_gives_503_and_service_recovers(
     private_redis: Redis, farm_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = {**farm_env, "INFERENCE_FARM_BROKER_URL": private_redis.url}
-    api = create_app(load_settings(env=env)).test_client()
+    api = client_for(load_settings(env=env))
     worker = start_worker(env, tmp_path / "worker.log")
     try:
         assert upload(api, "tiny", model_bytes(onnx_models.tiny_mlp())).status_code == 202

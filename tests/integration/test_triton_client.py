@@ -14,14 +14,18 @@ from tests import onnx_models
 
 
 def test_tritonclient_metadata_readiness_and_index(
-    api_url: str, worker: subprocess.Popen, tmp_path: Path
+    api_url: str,
+    admin_key: str,
+    triton_client: triton.InferenceServerClient,
+    worker: subprocess.Popen,
+    tmp_path: Path,
 ) -> None:
     path = onnx_models.save(onnx_models.tiny_mlp(), tmp_path / "tiny.onnx")
-    with Client(api_url) as client:
+    with Client(api_url, admin_key) as client:
         record = client.models.upload(path, "tiny")
         assert client.models.wait("tiny", record["version"])["status"] == "ready"
 
-    server = triton.InferenceServerClient(api_url.removeprefix("http://"))
+    server = triton_client
     assert server.is_server_live() and server.is_server_ready()
     assert server.get_server_metadata()["name"] == "inference-farm"
     assert server.is_model_ready("tiny")

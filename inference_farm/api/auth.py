@@ -1,0 +1,117 @@
+"""API keys on every request: the route's scope, the key's model allowlist, its rate limit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask, current_app, g, request
+
+from inference_farm.errors import Forbidden, Unauthorized
+from inference_farm.registry.db import utcnow
+from inference_farm.registry.keys import mask, verify_key
+from inference_farm.registry.models import ApiKey
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+OPEN = "open"
+SCOPE_ATTRIBUTE = "_farm_scope"
+# flask-smorest's own documentation routes: the API's shape is not a secret.
+OPEN_ENDPOINTS = {"api-docs.openapi_json", "api-docs.openapi_swagger_ui"}
+LAST_USED_EVERY = dt.timedelta(minutes=1)
+
+
+def scope(name: str) -> Callable[[F], F]:
+    """Declare the scope a view needs (`open` for none); every route must declare one."""
+
+    def mark(view: F) -> F:
+        setattr(view, SCOPE_ATTRIBUTE, name)
+        return view
+
+    return mark
+
+
+def required_scope(app: Flask, endpoint: str, method: str) -> str | None:
+    """The scope declared for endpoint and method, or None when the view declares none."""
+    if endpoint in OPEN_ENDPOINTS or method == "OPTIONS":
+        return OPEN
+    view = app.view_functions.get(endpoint)
+    view_class = getattr(view, "view_class", None)
+    if view_class is not None:
+        view = getattr(view_class, "get" if method == "HEAD" else method.lower(), None)
+    return getattr(view, SCOPE_ATTRIBUTE, None)
+
+
+def _unauthorized(message: str) -> Unauthorized:
+    error = Unauthorized(message)
+    error.headers = {"WWW-Authenticate": 'Bearer realm="inference-farm"'}
+    return error
+
+
+def _bearer() -> str:
+    header = request.headers.get("Authorization", "")
+    kind, _, token = header.partition(" ")
+    if not header:
+        raise _unauthorized("an API key is required: send Authorization: Bearer <key>")
+    if kind.lower() != "bearer" or not token.strip():
+        raise _unauthorized("malformed Authorization header: expected Bearer <key>")
+    return token.strip()
+
+
+def allows(key: ApiKey, wanted: str) -> bool:
+    """True when the key holds the scope, or admin."""
+    return wanted in key.scopes or "admin" in key.scopes
+
+
+def check_model(name: str) -> None:
+    """Forbidden unless the current key may use model name (its allowlist, if any)."""
+    key: ApiKey | None = g.get("api_key")
+    if key is not None and key.models is not None and name not in key.models:
+        raise Forbidden(f"this key may not use model {name!r}")
+
+
+def authenticate() -> None:
+    """Before each request: 401 without a live key, 403 without the scope or the model."""
+    if request.endpoint is None:
+        return  # no such route: 404 or 405 follows
+    wanted = required_scope(current_app, request.endpoint, request.method)
+    if wanted == OPEN:
+        return
+    if wanted is None:  # fail closed: a route that forgot its scope serves nobody
+        log.error("route %s %s declares no scope", request.method, request.endpoint)
+        raise Forbidden("this route is not available")
+    token = _bearer()
+    farm = current_app.extensions["farm"]
+    session = farm.db.session()
+    key = verify_key(session, token)
+    if key is None:
+        log.info("refused key %s on %s %s", mask(token), request.method, request.path)
+        raise _unauthorized("the API key is unknown, revoked or expired")
+    if not allows(key, wanted):
+        raise Forbidden(f"this key lacks the scope {wanted!r}")
+    g.api_key = key
+    if "name" in (request.view_args or {}):
+        check_model(request.view_args["name"])
+    farm.limiter.hit(key)
+    _touch(session, key)
+
+
+def _touch(session: Any, key: ApiKey) -> None:
+    # Recording every use would write on every request; once a minute is enough to audit.
+    now = utcnow()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_EVERY:
+        key.last_used_at = now
+        session.commit()
+
+
+def current_key() -> ApiKey | None:
+    """The key of the current request, once authenticated."""
+    return g.get("api_key")
+
+
+def is_admin() -> bool:
+    """True when the current key holds the admin scope."""
+    key = current_key()
+    return key is not None and "admin" in key.scopes

@@ -1,0 +1,103 @@
+"""/v1/keys: create, list and revoke API keys (scope keys:admin)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select
+
+from inference_farm.api import farm
+from inference_farm.api.auth import scope
+from inference_farm.errors import NotFound
+from inference_farm.registry.db import utcnow
+from inference_farm.registry.keys import SCOPES, create_key
+from inference_farm.registry.models import ApiKey
+
+blp = Blueprint("keys", __name__, url_prefix="/v1/keys", description="API keys")
+
+
+class KeyCreate(Schema):
+    """A new key."""
+
+    name = fields.String(required=True, validate=validate.Length(1, 128))
+    scopes = fields.List(
+        fields.String(validate=validate.OneOf(SCOPES)), required=True, validate=validate.Length(1)
+    )
+    models = fields.List(fields.String(), metadata={"description": "Allow only these models."})
+    expires_in_days = fields.Integer(validate=validate.Range(min=1))
+    rate_per_second = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
+    burst = fields.Integer(validate=validate.Range(min=1))
+    max_queued_jobs = fields.Integer(validate=validate.Range(min=1))
+
+
+class KeyOut(Schema):
+    """A key as listed: never its secret."""
+
+    id = fields.Integer()
+    name = fields.String()
+    prefix = fields.String()
+    scopes = fields.List(fields.String())
+    models = fields.List(fields.String(), allow_none=True)
+    rate_per_second = fields.Float(allow_none=True)
+    burst = fields.Integer(allow_none=True)
+    max_queued_jobs = fields.Integer(allow_none=True)
+    created_at = fields.DateTime()
+    expires_at = fields.DateTime(allow_none=True)
+    revoked_at = fields.DateTime(allow_none=True)
+    last_used_at = fields.DateTime(allow_none=True)
+
+
+class CreatedKeyOut(KeyOut):
+    """A key just created, with its secret: shown this once only."""
+
+    secret = fields.String()
+
+
+@blp.route("")
+class Keys(MethodView):
+    """The API keys."""
+
+    @scope("keys:admin")
+    @blp.response(200, KeyOut(many=True))
+    def get(self) -> Any:
+        """List keys (never their secrets)"""
+        return farm().db.session().scalars(select(ApiKey).order_by(ApiKey.id)).all()
+
+    @scope("keys:admin")
+    @blp.arguments(KeyCreate)
+    @blp.response(201, CreatedKeyOut)
+    def post(self, body: dict) -> Any:
+        """Create a key; its secret is in this answer and nowhere else"""
+        days = body.pop("expires_in_days", None)
+        expires = utcnow() + dt.timedelta(days=days) if days else None
+        limits = {
+            k: body.pop(k) for k in ("rate_per_second", "burst", "max_queued_jobs") if k in body
+        }
+        session = farm().db.session()
+        created = create_key(session, body["name"], body["scopes"], body.get("models"), expires)
+        for name, value in limits.items():
+            setattr(created.record, name, value)
+        session.commit()
+        return {**KeyOut().dump(created.record), "secret": created.secret}
+
+
+@blp.route("/<int:key_id>")
+class OneKey(MethodView):
+    """One API key."""
+
+    @scope("keys:admin")
+    @blp.response(200, KeyOut)
+    def delete(self, key_id: int) -> Any:
+        """Revoke a key: it stops working at once"""
+        session = farm().db.session()
+        key = session.get(ApiKey, key_id)
+        if key is None:
+            raise NotFound(f"key {key_id} not found")
+        if key.revoked_at is None:
+            key.revoked_at = utcnow()
+            session.commit()
+        return key
