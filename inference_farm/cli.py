@@ -13,12 +13,13 @@ from typing import Any
 import click
 
 from inference_farm.client import FarmClientError
-from inference_farm.errors import FarmError, InvalidInput, SettingsError, Unavailable
+from inference_farm.errors import FarmError, InvalidInput, NotFound, SettingsError, Unavailable
 from inference_farm.settings import Settings, get_settings
 
 # One exit code per class of error, so scripts can tell them apart (2 is click's usage error).
 EXIT_CODES: list[tuple[type[FarmError], int]] = [
     (InvalidInput, 2),
+    (NotFound, 5),
     (SettingsError, 3),
     (Unavailable, 4),
 ]
@@ -121,16 +122,69 @@ def keys_create(
     name: str, scopes: tuple[str, ...], models: tuple[str, ...], expires_in_days: int | None
 ) -> None:
     """Create a key and print its secret, once, as the only line on stdout."""
-    from inference_farm.registry import Database
     from inference_farm.registry.db import utcnow
     from inference_farm.registry.keys import create_key
+
+    database = _registry()
+    expires = utcnow() + dt.timedelta(days=expires_in_days) if expires_in_days else None
+    created = create_key(database.session(), name, list(scopes), list(models) or None, expires)
+    click.echo(created.secret)
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def keys_list(as_json: bool) -> None:
+    """List keys: prefix, name, scopes, state; never secrets."""
+    from sqlalchemy import select
+
+    from inference_farm.registry.models import ApiKey
+
+    database = _registry()
+    rows = [_key_row(key) for key in database.session().scalars(select(ApiKey).order_by(ApiKey.id))]
+    if as_json:
+        _echo_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['id']}\tifk_{row['prefix']}_…\t{row['name']}\t"
+                   f"{','.join(row['scopes'])}\t{row['state']}")  # fmt: skip
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=int)
+def keys_revoke(key_id: int) -> None:
+    """Revoke key KEY_ID: it stops working at once."""
+    from inference_farm.registry.db import utcnow
+    from inference_farm.registry.models import ApiKey
+
+    session = _registry().session()
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"key {key_id} not found")
+    key.revoked_at = key.revoked_at or utcnow()
+    session.commit()
+    click.echo(f"revoked key {key_id} (ifk_{key.prefix}_…)")
+
+
+def _registry() -> Any:
+    from inference_farm.registry import Database
     from inference_farm.registry.migrate import ensure_current
 
     database = Database(_settings().effective_database_url)
     ensure_current(database)
-    expires = utcnow() + dt.timedelta(days=expires_in_days) if expires_in_days else None
-    created = create_key(database.session(), name, list(scopes), list(models) or None, expires)
-    click.echo(created.secret)
+    return database
+
+
+def _key_row(key: Any) -> dict[str, Any]:
+    from inference_farm.registry.db import utcnow
+
+    state = "revoked" if key.revoked_at else "active"
+    if state == "active" and key.expires_at and key.expires_at <= utcnow():
+        state = "expired"
+    return {
+        "id": key.id, "name": key.name, "prefix": key.prefix, "scopes": key.scopes,
+        "models": key.models, "state": state, "expires_at": key.expires_at,
+        "last_used_at": key.last_used_at,
+    }  # fmt: skip
 
 
 def _client(ctx: click.Context) -> Any:

@@ -74,15 +74,10 @@ class Keys(MethodView):
         """Create a key; its secret is in this answer and nowhere else"""
         days = body.pop("expires_in_days", None)
         expires = utcnow() + dt.timedelta(days=days) if days else None
-        limits = {
-            k: body.pop(k) for k in ("rate_per_second", "burst", "max_queued_jobs") if k in body
-        }
-        session = farm().db.session()
-        created = create_key(session, body["name"], body["scopes"], body.get("models"), expires)
-        for name, value in limits.items():
-            setattr(created.record, name, value)
-        session.commit()
-        return {**KeyOut().dump(created.record), "secret": created.secret}
+        name, scopes, models = body.pop("name"), body.pop("scopes"), body.pop("models", None)
+        created = create_key(farm().db.session(), name, scopes, models, expires, **body)
+        created.record.secret = created.secret  # shown in this answer, stored nowhere
+        return created.record
 
 
 @blp.route("/<int:key_id>")

@@ -69,8 +69,10 @@ def create_key(
     scopes: list[str],
     models: list[str] | None = None,
     expires_at: dt.datetime | None = None,
+    **limits: float | int | None,
 ) -> CreatedKey:
-    """Create and commit a key; the secret is returned once and never stored."""
+    """Create and commit a key (limits: rate_per_second, burst, max_queued_jobs); the secret
+    is returned once and never stored."""
     prefix = "".join(secrets.choice(PREFIX_CHARS) for _ in range(PREFIX_LENGTH))
     token = f"{TOKEN_MARK}_{prefix}_{secrets.token_urlsafe(32)}"
     record = ApiKey(
@@ -80,6 +82,7 @@ def create_key(
         scopes=check_scopes(scopes),
         models=models,
         expires_at=expires_at,
+        **limits,
     )
     session.add(record)
     session.commit()
