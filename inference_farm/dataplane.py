@@ -101,8 +101,9 @@ def submit(
 def wait(celery: Celery, task_id: str, deadline: float) -> dict[str, Any]:
     """The worker's answer to a queued request; 504 with the job id past the deadline."""
     timeout = max(deadline - time.time(), 0.001)
+    result = celery.AsyncResult(task_id)
     try:
-        reply = celery.AsyncResult(task_id).get(timeout=timeout, propagate=False)
+        reply = result.get(timeout=timeout, propagate=False)
     except CeleryTimeout:
         raise DeadlineExceeded(
             f"no answer within {timeout:.3g}s; the job will not run after its deadline",
@@ -110,6 +111,8 @@ def wait(celery: Celery, task_id: str, deadline: float) -> dict[str, Any]:
         ) from None
     except Exception as exc:
         raise Unavailable(f"lost the result backend while waiting: {exc}", job_id=task_id) from None
+    # A sync answer is read once: keeping it for result_expires would only fill Redis.
+    result.forget()
     return answer(reply, task_id)
 
 
