@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
+from inference_farm import cli_api
+from inference_farm.cli_api import echo_json
 from inference_farm.client import FarmClientError
 from inference_farm.errors import FarmError, InvalidInput, NotFound, SettingsError, Unavailable
 from inference_farm.settings import Settings, get_settings
@@ -142,7 +141,7 @@ def keys_list(as_json: bool) -> None:
     database = _registry()
     rows = [_key_row(key) for key in database.session().scalars(select(ApiKey).order_by(ApiKey.id))]
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     for row in rows:
         click.echo(f"{row['id']}\tifk_{row['prefix']}_…\t{row['name']}\t"
@@ -187,106 +186,8 @@ def _key_row(key: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _client(ctx: click.Context) -> Any:
-    from inference_farm.client import Client
-
-    return Client(ctx.obj["url"], ctx.obj["api_key"])
-
-
-@cli.group()
-@click.option("--url", envvar="INFERENCE_FARM_URL", help="API URL [env INFERENCE_FARM_URL].")
-@click.option("--api-key", envvar="INFERENCE_FARM_API_KEY", help="[env INFERENCE_FARM_API_KEY]")
-@click.pass_context
-def models(ctx: click.Context, url: str | None, api_key: str | None) -> None:
-    """Upload, list, show and delete models through the API."""
-    ctx.obj = {"url": url, "api_key": api_key}
-
-
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=str))
-
-
-@models.command("upload")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--name", required=True, help="Model name.")
-@click.option("--version", help="Semantic version; default: next patch.")
-@click.option("--description", default="", help="What this version is.")
-@click.option("--wait", is_flag=True, help="Wait until validation ends; fail if it fails.")
-@click.option("--json", "as_json", is_flag=True, help="Print the version record as JSON.")
-@click.pass_context
-def models_upload(
-    ctx: click.Context, file: Path, name: str, version: str | None, description: str,
-    wait: bool, as_json: bool,
-) -> None:  # fmt: skip
-    """Upload FILE (.onnx) as a new version of model NAME."""
-    client = _client(ctx)
-    with click.progressbar(length=file.stat().st_size, label="uploading", file=sys.stderr) as bar:
-        record = client.models.upload(file, name, version, description, progress=bar.update)
-    if wait:
-        record = _wait_with_spinner(client, name, record["version"])
-    if as_json:
-        _echo_json(record)
-    else:
-        click.echo(f"{record['model']} {record['version']}: {record['status']}")
-    if record["status"] == "failed":
-        raise click.ClickException(f"validation failed: {record['error']}")
-
-
-def _wait_with_spinner(client: Any, name: str, version: str) -> dict:
-    frames, started = itertools.cycle("|/-\\"), time.monotonic()
-    while True:
-        record = client.models.get_version(name, version)
-        if record["status"] != "pending":
-            click.echo("\r" + " " * 40 + "\r", nl=False, err=True)
-            return record
-        elapsed = time.monotonic() - started
-        click.echo(f"\rvalidating {next(frames)} {elapsed:.0f}s", nl=False, err=True)
-        time.sleep(0.3)
-
-
-@models.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
-def models_list(ctx: click.Context, as_json: bool) -> None:
-    """List models with their serving version."""
-    listed = _client(ctx).models.list()
-    if as_json:
-        _echo_json(listed)
-        return
-    for model in listed:
-        versions = ", ".join(f"{v['version']} ({v['status']})" for v in model["versions"])
-        click.echo(f"{model['name']}\tserving {model['serving_version'] or '-'}\t{versions}")
-
-
-@models.command("show")
-@click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
-def models_show(ctx: click.Context, name: str, as_json: bool) -> None:
-    """Show a model and each of its versions."""
-    client = _client(ctx)
-    model = client.models.get(name)
-    records = [client.models.get_version(name, v["version"]) for v in model["versions"]]
-    if as_json:
-        _echo_json({**model, "versions": records})
-        return
-    click.echo(f"{model['name']}: {model['description'] or '(no description)'}")
-    click.echo(
-        f"serving {model['serving_version'] or '-'}; pinned {model['default_version'] or '-'}"
-    )
-    for record in records:
-        line = f"  {record['version']}  {record['status']}"
-        click.echo(line + (f"  {record['error']}" if record["error"] else ""))
-
-
-@models.command("delete")
-@click.argument("name")
-@click.option("--version", help="Retire only this version.")
-@click.pass_context
-def models_delete(ctx: click.Context, name: str, version: str | None) -> None:
-    """Delete a model, or retire one version of it."""
-    _client(ctx).models.delete(name, version)
-    click.echo(f"deleted {name}" + (f" {version}" if version else ""))
+for command in (cli_api.models, cli_api.infer, cli_api.submit, cli_api.jobs):
+    cli.add_command(command)
 
 
 def _exit_code(error: FarmError) -> int:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from inference_farm.celery_app import model_queue
 from inference_farm.errors import (
+    Conflict,
     DeadlineExceeded,
     InvalidInput,
     RateLimited,
@@ -42,9 +43,13 @@ class Prepared:
 def prepare(session: Session, name: str, version: str | None, request: InferRequest) -> Prepared:
     """Resolve the version and check the request against its signature (400 before enqueue)."""
     record = catalog.resolve(session, name, version)
-    if record.status != "ready":
+    if record.status == "pending":  # validation is under way: worth retrying shortly
+        error = Unavailable(f"version {record.version} of model {name!r} is still being validated")
+        error.retry_after = 5
+        raise error
+    if record.status != "ready":  # failed: retrying cannot help
         reason = f": {record.error}" if record.error else ""
-        raise Unavailable(f"version {record.version} of model {name!r} is {record.status}{reason}")
+        raise Conflict(f"version {record.version} of model {name!r} is {record.status}{reason}")
     validate(request, record.signature or {})
     inputs = {tensor.name: pack(tensor.array, tensor.datatype) for tensor in request.inputs}
     outputs = [output.name for output in request.outputs] if request.outputs else None
