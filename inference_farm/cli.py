@@ -186,7 +186,7 @@ def _key_row(key: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-for command in (cli_api.models, cli_api.infer, cli_api.submit, cli_api.jobs):
+for command in (cli_api.models, cli_api.infer, cli_api.submit, cli_api.jobs, cli_api.status):
     cli.add_command(command)
 
 

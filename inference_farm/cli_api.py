@@ -277,3 +277,57 @@ def jobs_list(
         return
     for job in listed["jobs"]:
         click.echo(_job_line(job))
+
+
+def _overview(client: Any) -> dict[str, Any]:
+    """What `status` shows: readiness, workers, models, recent failures."""
+    failed = client.jobs(status="failed", limit=5)["jobs"]
+    return {
+        "health": client.health(),
+        "workers": client.workers(),
+        "models": client.models.list(),
+        "recent_failures": failed,
+    }
+
+
+def _print_overview(view: dict[str, Any]) -> None:
+    health = view["health"]
+    checks = ", ".join(f"{k} {v}" for k, v in health.get("checks", {}).items())
+    click.echo(f"farm: {'ready' if health['ready'] else 'NOT READY'} ({checks})")
+    click.echo(f"workers: {len(view['workers'])}")
+    for worker in view["workers"]:
+        queues = ", ".join(f"{q['name']} ({q['depth']} waiting)" for q in worker["queues"])
+        loaded = ", ".join(f"{s['name']} {s['version']}" for s in worker["sessions"]) or "-"
+        click.echo(
+            f"  {worker['hostname']} [{worker['device']}] queues: {queues}; loaded: {loaded}"
+        )
+    click.echo(f"models: {len(view['models'])}")
+    for model in view["models"]:
+        states = ", ".join(f"{v['version']} {v['status']}" for v in model["versions"]) or "-"
+        click.echo(f"  {model['name']}: serving {model['serving_version'] or '-'} ({states})")
+    if view["recent_failures"]:
+        click.echo("recent failures:")
+        for job in view["recent_failures"]:
+            click.echo(f"  {job['job_id']} {job['model']} {job['version']}: {job['error']}")
+
+
+@click.command()
+@AS_JSON
+@click.option("--watch", type=SECONDS, is_flag=False, flag_value=2.0,
+              help="Refresh every N seconds (default 2) until Ctrl-C.")  # fmt: skip
+@api_options
+@click.pass_context
+def status(ctx: click.Context, as_json: bool, watch: float | None) -> None:
+    """The live farm at a glance: readiness, workers and queues, models, recent failures."""
+    client = _client(ctx)
+    while True:
+        view = _overview(client)
+        if as_json:
+            echo_json(view)
+        else:
+            if watch:
+                click.clear()
+            _print_overview(view)
+        if not watch:
+            return
+        time.sleep(watch)

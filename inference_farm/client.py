@@ -345,6 +345,10 @@ class Client:
         """The server's name, version and extensions (GET /v2)."""
         return self.request("GET", "/v2")
 
+    def workers(self) -> list[dict[str, Any]]:
+        """Live workers: hostname, queues with their depth, device and loaded sessions."""
+        return self.request("GET", "/v1/workers")["workers"]
+
     def health(self) -> dict[str, Any]:
         """Readiness of the farm: {"ready": bool, "checks": {...}}, never raising on 503."""
         response = self._http.get("/v2/health/ready")

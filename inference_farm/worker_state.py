@@ -99,8 +99,9 @@ class WorkerState:
 
     def cache_report(self) -> dict[str, Any]:
         """Loaded sessions and cache counters; empty before the first session."""
+        device = self.settings.worker_device
         if self._cache is None:
-            return {"entries": [], "stats": {}}
+            return {"entries": [], "stats": {}, "device": device}
         stats = self._cache.stats
         counters = stats if isinstance(stats, dict) else vars(stats)
-        return {"entries": self._cache.entries(), "stats": dict(counters)}
+        return {"entries": self._cache.entries(), "stats": dict(counters), "device": device}

@@ -56,7 +56,7 @@ def _upload_limit() -> None:
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API for settings (default: the process settings)."""
-    from inference_farm.api import infer, jobs, keys, models, repository, server
+    from inference_farm.api import infer, jobs, keys, models, repository, server, workers
     from inference_farm.api.auth import authenticate
 
     settings = settings or get_settings()
@@ -72,7 +72,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(_upload_limit)
     app.teardown_appcontext(lambda _exc: db.remove())
     api = FarmApi(app)
-    for blueprint in (server.blp, repository.blp, infer.blp, models.blp, jobs.blp, keys.blp):
+    blueprints = (server, repository, infer, models, jobs, keys, workers)
+    for blueprint in (module.blp for module in blueprints):
         api.register_blueprint(blueprint)
     register_error_handlers(app)
     return app
