@@ -75,16 +75,28 @@ def models_upload(
         raise click.ClickException(f"validation failed: {record['error']}")
 
 
-def _wait_with_spinner(client: Any, name: str, version: str) -> dict:
+def _spin(label: str, finished: Any, timeout: float) -> None:
+    """Show a spinner on stderr until finished() is true or timeout seconds pass."""
     frames, started = itertools.cycle("|/-\\"), time.monotonic()
-    while True:
-        record = client.models.get_version(name, version)
-        if record["status"] != "pending":
-            click.echo("\r" + " " * 40 + "\r", nl=False, err=True)
-            return record
+    while not finished() and time.monotonic() - started < timeout:
         elapsed = time.monotonic() - started
-        click.echo(f"\rvalidating {next(frames)} {elapsed:.0f}s", nl=False, err=True)
+        click.echo(f"\r{label} {next(frames)} {elapsed:.0f}s", nl=False, err=True)
         time.sleep(0.3)
+    click.echo("\r" + " " * 40 + "\r", nl=False, err=True)
+
+
+def _wait_with_spinner(client: Any, name: str, version: str) -> dict:
+    def validated() -> bool:
+        return client.models.get_version(name, version)["status"] != "pending"
+
+    _spin("validating", validated, timeout=3600)
+    return client.models.get_version(name, version)
+
+
+def _wait_for_job(job: Any, timeout: float) -> dict[str, Any]:
+    """The job's outputs, with a spinner while it is queued or running."""
+    _spin("waiting for job", lambda: job.status() not in ("queued", "running"), timeout)
+    return job.result(timeout=timeout)
 
 
 @models.command("list")
@@ -212,7 +224,7 @@ def submit(
     job = _client(ctx).submit(model, _inputs(specs), version, priority=priority, timeout=timeout)
     if wait:
         # A moment past its deadline, so that it reads as expired rather than as a wait cut short.
-        _show(job.result(timeout=timeout + 10 if timeout else 300.0), output, as_json)
+        _show(_wait_for_job(job, timeout + 10 if timeout else 300.0), output, as_json)
     else:
         click.echo(json.dumps({"job_id": job.id}) if as_json else job.id)
 
@@ -249,7 +261,7 @@ def jobs_wait(
     ctx: click.Context, job_id: str, timeout: float, output: Path | None, as_json: bool
 ) -> None:
     """Wait for a job and show its outputs; fail if it fails, is cancelled or expires."""
-    _show(_client(ctx).job(job_id).result(timeout=timeout), output, as_json)
+    _show(_wait_for_job(_client(ctx).job(job_id), timeout), output, as_json)
 
 
 @jobs.command("cancel")
