@@ -148,8 +148,11 @@ def test_timed_out_request_gets_504_and_is_never_run(
     assert status == 504, answer
     job_id = answer["job_id"]
     assert infer(api, tiny, {"inputs": [GOOD]})[0] == 200  # queued after it, so it was seen
+    # The 504 came either from the API's own wait or from the worker refusing the expired job.
+    assert answer["error"].startswith(("no answer within", "the job expired before a worker"))
     result = create_celery(farm_settings).AsyncResult(job_id)
-    # Either Celery discarded it as expired, or the worker refused it past its deadline.
-    if result.state != "REVOKED":
-        assert result.state == "SUCCESS"
+    # Celery discarded it as expired (REVOKED), or the API read and dropped the worker's
+    # refusal (PENDING once forgotten), or the refusal is still stored: never a real answer.
+    assert result.state in ("REVOKED", "PENDING", "SUCCESS")
+    if result.state == "SUCCESS":
         assert result.result["ok"] is False and result.result["expired"] is True
