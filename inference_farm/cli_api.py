@@ -187,12 +187,15 @@ INPUTS = click.option(
 )  # fmt: skip
 
 
+def tensor_io(command: Any) -> Any:
+    """The MODEL argument and the input, version and output options of infer and submit."""
+    for decorate in (AS_JSON, OUTPUT, VERSION, INPUTS, click.argument("model")):
+        command = decorate(command)
+    return command
+
+
 @click.command()
-@click.argument("model")
-@INPUTS
-@VERSION
-@OUTPUT
-@AS_JSON
+@tensor_io
 @click.option("--timeout", type=SECONDS, help="Seconds to wait for the answer.")
 @api_options
 @click.pass_context
@@ -206,11 +209,7 @@ def infer(
 
 
 @click.command()
-@click.argument("model")
-@INPUTS
-@VERSION
-@OUTPUT
-@AS_JSON
+@tensor_io
 @click.option("--priority", type=click.IntRange(0, 9), help="0-9, 9 first  [default: 4]")
 @click.option("--timeout", type=SECONDS, help="Seconds before the job expires unrun.")
 @click.option("--wait", is_flag=True, help="Wait for the result (up to --timeout, or 300s).")

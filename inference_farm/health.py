@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from inference_farm.errors import FarmError
 from inference_farm.registry import Database
 from inference_farm.registry.migrate import ensure_current
+from inference_farm.settings import hide_password
 
 
 @dataclass
@@ -29,15 +29,6 @@ class Readiness:
         return "; ".join(f"{k}: {v}" for k, v in self.checks.items() if v != "ok")
 
 
-def safe_redis_url(url: str) -> str:
-    """url with its password masked."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
 def redis_client(url: str, timeout: float) -> redis.Redis:
     """A redis-py client for a Redis URL of the farm (redis+socket:// included)."""
     if url.startswith("redis+socket://"):
@@ -51,7 +42,7 @@ def check_redis(url: str, timeout: float) -> str:
     try:
         client.ping()
     except redis.RedisError as exc:
-        return f"cannot reach {safe_redis_url(url)}: {exc}"
+        return f"cannot reach {hide_password(url)}: {exc}"
     finally:
         client.close()
     return "ok"

@@ -24,7 +24,8 @@ BROKER_SCHEMES = ("redis", "rediss", "redis+socket")
 DATABASE_DRIVERS = ("sqlite", "postgresql")
 
 
-def _hide_password(url: str) -> str:
+def hide_password(url: str) -> str:
+    """url with the password in it, if any, masked."""
     parts = urlsplit(url)
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@", 1)
@@ -128,7 +129,7 @@ class Settings(BaseModel):
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
         if value is not None and urlsplit(value).scheme not in BROKER_SCHEMES:
-            shown = _hide_password(value)
+            shown = hide_password(value)
             raise ValueError(
                 f"expected a redis://, rediss:// or redis+socket:// URL, got {shown!r}"
             )

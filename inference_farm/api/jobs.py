@@ -19,7 +19,7 @@ from inference_farm.errors import Conflict, InvalidInput, NotFound, RateLimited
 from inference_farm.registry.db import utcnow
 from inference_farm.registry.jobs import add_job, count_unfinished, find_jobs
 from inference_farm.registry.models import FINISHED_JOB_STATUSES, JOB_STATUSES, Job
-from inference_farm.runtime.codec import build_response, parse_request
+from inference_farm.runtime.codec import build_response, parse_document
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Submit-and-poll jobs")
 MAX_BATCH = 1000
@@ -67,7 +67,7 @@ def _prepare(item: dict) -> tuple[dataplane.Prepared, dict]:
     check_model(item["model"])
     document = {k: item[k] for k in ("inputs", "outputs", "parameters") if k in item}
     limit = farm().settings.max_tensor_elements
-    parsed = parse_request(json.dumps(document).encode(), None, max_elements=limit)
+    parsed = parse_document(document, max_elements=limit)
     session = farm().db.session()
     return dataplane.prepare(session, item["model"], item.get("version"), parsed), item
 

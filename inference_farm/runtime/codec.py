@@ -91,14 +91,23 @@ def parse_request(
 ) -> InferRequest:
     """The infer request in body; header_length is the Inference-Header-Content-Length value."""
     header, binary = _split_body(body, header_length)
-    document = load_document(header)
+    return parse_document(
+        load_document(header), binary, header_length is not None, max_elements=max_elements
+    )
+
+
+def parse_document(
+    document: dict, binary: bytes = b"", has_header: bool = False, *,
+    max_elements: int = MAX_ELEMENTS,
+) -> InferRequest:  # fmt: skip
+    """The infer request in an already decoded JSON document (plus any binary tensor data)."""
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput("id must be a string")
     parameters = parameters_of(document, "the request")
     check_flag(parameters, "binary_data_output", "the request")
     heads = input_heads(document.get("inputs"), max_elements)
-    inputs = _decode_inputs(heads, binary, header_length is not None)
+    inputs = _decode_inputs(heads, binary, has_header)
     requested = requested_outputs(document.get("outputs"))
     outputs = None if requested is None else [RequestedOutput(*pair) for pair in requested]
     return InferRequest(request_id, parameters, inputs, outputs)

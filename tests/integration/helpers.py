@@ -60,18 +60,22 @@ def pretend_served(app: Any, queue: str) -> None:
     watch._consumed, watch._fetched_at, watch._thread = {queue}, float("inf"), object()
 
 
-def new_admin_key(database_url: str, scopes: tuple[str, ...] = ("admin",), **fields: Any) -> str:
-    """Create a key straight in the registry; its secret."""
+def new_key(database_url: str, scopes: list[str], **fields: Any) -> tuple[str, int]:
+    """Create a key straight in the registry; its secret and id."""
     from inference_farm.registry import Database
     from inference_farm.registry.keys import create_key
 
     database = Database(database_url)
-    session = database.session()
-    created = create_key(session, "test", list(scopes), **fields)
-    secret = created.secret
+    created = create_key(database.session(), "test", scopes, **fields)
+    secret, key_id = created.secret, created.record.id
     database.remove()
     database.engine.dispose()
-    return secret
+    return secret, key_id
+
+
+def new_admin_key(database_url: str) -> str:
+    """Create an admin key straight in the registry; its secret."""
+    return new_key(database_url, ["admin"])[0]
 
 
 def authorized(app: Any, key: str) -> FlaskClient:

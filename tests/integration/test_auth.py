@@ -6,7 +6,6 @@ import datetime as dt
 import re
 import subprocess
 import sys
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -16,10 +15,16 @@ from inference_farm.api import create_app
 from inference_farm.api.auth import OPEN, required_scope
 from inference_farm.registry import Database
 from inference_farm.registry.db import utcnow
-from inference_farm.registry.keys import create_key
 from inference_farm.settings import Settings
 from tests import onnx_models
-from tests.integration.helpers import authorized, model_bytes, new_admin_key, settled, upload
+from tests.integration.helpers import (
+    authorized,
+    model_bytes,
+    new_admin_key,
+    new_key,
+    settled,
+    upload,
+)
 
 OPEN_PATHS = {"/v2", "/v2/health/live", "/v2/health/ready", "/openapi.json", "/docs"}
 VALUES = {"name": "m", "version": "1.0.0", "job_id": "j", "batch_id": "b", "key_id": "1"}
@@ -35,15 +40,6 @@ def _routes(app: Flask) -> list[tuple[str, str, str | None]]:
     return found
 
 
-def _key(database_url: str, scopes: list[str], **fields: Any) -> tuple[str, int]:
-    database = Database(database_url)
-    created = create_key(database.session(), "k", scopes, **fields)
-    secret, key_id = created.secret, created.record.id
-    database.remove()
-    database.engine.dispose()
-    return secret, key_id
-
-
 def test_every_route_declares_a_scope_and_only_health_and_docs_are_open(
     farm_settings: Settings,
 ) -> None:
@@ -55,8 +51,8 @@ def test_every_route_declares_a_scope_and_only_health_and_docs_are_open(
 def test_every_protected_route_refuses_bad_keys(farm_settings: Settings) -> None:
     app = create_app(farm_settings)
     url = farm_settings.effective_database_url
-    revoked, revoked_id = _key(url, ["admin"])
-    expired, _ = _key(url, ["admin"], expires_at=utcnow() - dt.timedelta(seconds=1))
+    revoked, revoked_id = new_key(url, ["admin"])
+    expired, _ = new_key(url, ["admin"], expires_at=utcnow() - dt.timedelta(seconds=1))
     database = Database(url)
     from inference_farm.registry.models import ApiKey
 
@@ -75,14 +71,14 @@ def test_every_protected_route_refuses_bad_keys(farm_settings: Settings) -> None
             assert response.status_code == 401, (method, path, header, response.get_json())
             assert response.headers["WWW-Authenticate"].startswith("Bearer")
         other = next(s for s in ("jobs", "infer") if s != scope)
-        weak, _ = _key(url, [other])
+        weak, _ = new_key(url, [other])
         response = client.open(path, method=method, headers={"Authorization": f"Bearer {weak}"})
         assert response.status_code == 403, (method, path, response.get_json())
 
 
 def test_model_allowlist_hides_other_models(api: FlaskClient, farm_settings: Settings) -> None:
     url = farm_settings.effective_database_url
-    only_a, _ = _key(url, ["models:read", "infer", "jobs"], models=["a"])
+    only_a, _ = new_key(url, ["models:read", "infer", "jobs"], models=["a"])
     client = authorized(api.application, only_a)
     # 403 whether or not the model exists: the key learns nothing about other models.
     assert client.get("/v2/models/b").status_code == 403
@@ -94,7 +90,7 @@ def test_model_allowlist_hides_other_models(api: FlaskClient, farm_settings: Set
 
 def test_rate_limit_gives_429_with_retry_after(farm_settings: Settings) -> None:
     url = farm_settings.effective_database_url
-    key, _ = _key(url, ["models:read"], rate_per_second=1.0, burst=2)
+    key, _ = new_key(url, ["models:read"], rate_per_second=1.0, burst=2)
     client = authorized(create_app(farm_settings), key)
     statuses = [client.post("/v2/repository/index").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
@@ -109,8 +105,8 @@ def test_keys_see_only_their_own_jobs(
     assert upload(api, "tiny", model_bytes(onnx_models.tiny_mlp())).status_code == 202
     assert settled(api, "tiny", "1.0.0")["status"] == "ready"
     url = farm_settings.effective_database_url
-    alice = authorized(api.application, _key(url, ["jobs"])[0])
-    bob = authorized(api.application, _key(url, ["jobs"], max_queued_jobs=1)[0])
+    alice = authorized(api.application, new_key(url, ["jobs"])[0])
+    bob = authorized(api.application, new_key(url, ["jobs"], max_queued_jobs=1)[0])
     job = {"model": "tiny", "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4],
                                         "data": [1, 2, 3, 4]}]}  # fmt: skip
     job_id = alice.post("/v1/jobs", json=job).get_json()["job_id"]
