@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 
+import kombu.exceptions
 import redis
 from celery import Celery
 
@@ -56,7 +57,7 @@ class QueueWatch:
         with self._lock:
             try:
                 replies = self.celery.control.inspect(timeout=self.timeout).active_queues() or {}
-            except (OSError, redis.RedisError) as exc:
+            except (OSError, redis.RedisError, kombu.exceptions.KombuError) as exc:
                 log.warning("could not ask the workers for their queues: %s", exc)
                 replies = {}
             self._consumed = {queue["name"] for queues in replies.values() for queue in queues}
