@@ -21,7 +21,7 @@ from inference_farm.errors import (
     error_for_status,
 )
 from inference_farm.queues import QueueWatch
-from inference_farm.registry import catalog
+from inference_farm.registry.cached import RegistryCache
 from inference_farm.runtime.codec import InferRequest, pack, validate
 
 log = logging.getLogger(__name__)
@@ -38,24 +38,40 @@ class Prepared:
     payload: dict[str, Any]
     request: InferRequest
     shapes: str = field(default="")
+    rows: int = 1
+    max_rows: int = 1  # rows one coalesced job may carry; 1 when the model cannot stack
+
+    @property
+    def item(self) -> dict[str, Any]:
+        """The request's part of a coalesced job: its inputs and wanted outputs."""
+        return {"inputs": self.payload["inputs"], "outputs": self.payload["outputs"]}
 
 
-def prepare(session: Session, name: str, version: str | None, request: InferRequest) -> Prepared:
+def prepare(
+    session: Session,
+    name: str,
+    version: str | None,
+    request: InferRequest,
+    registry: RegistryCache | None = None,
+    max_batch_size: int = 1,
+) -> Prepared:
     """Resolve the version and check the request against its signature (400 before enqueue)."""
-    record = catalog.resolve(session, name, version)
-    if record.status == "pending":  # validation is under way: worth retrying shortly
-        error = Unavailable(f"version {record.version} of model {name!r} is still being validated")
+    found = (registry or RegistryCache(0)).served(session, name, version)
+    if found.status == "pending":  # validation is under way: worth retrying shortly
+        error = Unavailable(f"version {found.version} of model {name!r} is still being validated")
         error.retry_after = 5
         raise error
-    if record.status != "ready":  # failed: retrying cannot help
-        reason = f": {record.error}" if record.error else ""
-        raise Conflict(f"version {record.version} of model {name!r} is {record.status}{reason}")
-    validate(request, record.signature or {})
+    if found.status != "ready":  # failed: retrying cannot help
+        reason = f": {found.error}" if found.error else ""
+        raise Conflict(f"version {found.version} of model {name!r} is {found.status}{reason}")
+    validate(request, found.signature)
     inputs = {tensor.name: pack(tensor.array, tensor.datatype) for tensor in request.inputs}
     outputs = [output.name for output in request.outputs] if request.outputs else None
-    payload = {"model": name, "version": record.version, "inputs": inputs, "outputs": outputs}
+    payload = {"model": name, "version": found.version, "inputs": inputs, "outputs": outputs}
     shapes = " ".join(f"{t.name}:{t.datatype}{list(t.array.shape)}" for t in request.inputs)
-    return Prepared(name, record.version, payload, request, shapes)
+    rows = {t.array.shape[0] if t.array.ndim else 0 for t in request.inputs}
+    max_rows = (found.max_batch_size or max_batch_size) if found.batchable else 1
+    return Prepared(name, found.version, payload, request, shapes, max(rows | {1}), max_rows)
 
 
 def check_priority(priority: object) -> int:
@@ -77,24 +93,44 @@ def submit(
     task_id: str | None = None,
 ) -> str:
     """Queue the request on its model's queue; the task id. 503 if no worker, 429 if full."""
-    queue = model_queue(prepared.model)
+    payload = {**prepared.payload, "deadline": deadline, "job_id": task_id}
+    argsrepr = f"({prepared.model!r}, {prepared.version!r}, {prepared.shapes!r})"
+    return publish(
+        celery, watch, INFER_TASK, payload, prepared.model, deadline, max_queue_length,
+        priority=priority, task_id=task_id, argsrepr=argsrepr,
+    )  # fmt: skip
+
+
+def publish(
+    celery: Celery,
+    watch: QueueWatch,
+    task: str,
+    payload: dict[str, Any],
+    model: str,
+    deadline: float | None,
+    max_queue_length: int,
+    *,
+    priority: int,
+    argsrepr: str,
+    task_id: str | None = None,
+) -> str:
+    """Send task with payload to model's queue; the task id. 503 if no worker, 429 if full."""
+    queue = model_queue(model)
     if not watch.serves(queue):
-        error = Unavailable(f"no live worker serves model {prepared.model!r} (queue {queue})")
+        error = Unavailable(f"no live worker serves model {model!r} (queue {queue})")
         error.retry_after = 5
         raise error
     if watch.depth(queue) >= max_queue_length:
-        full = f"the queue of model {prepared.model!r} is full ({max_queue_length} jobs waiting)"
-        raise RateLimited(full)
-    payload = {**prepared.payload, "deadline": deadline, "job_id": task_id}
+        raise RateLimited(f"the queue of model {model!r} is full ({max_queue_length} jobs waiting)")
     try:
         result = celery.send_task(
-            INFER_TASK,
+            task,
             args=[payload],
             queue=queue,
             task_id=task_id,
             priority=MAX_PRIORITY - check_priority(priority),  # on Redis 0 goes first
             expires=deadline,
-            argsrepr=f"({prepared.model!r}, {prepared.version!r}, {prepared.shapes!r})",
+            argsrepr=argsrepr,
             kwargsrepr="{}",
         )
     except Exception as exc:
@@ -105,6 +141,11 @@ def submit(
 
 def wait(celery: Celery, task_id: str, deadline: float) -> dict[str, Any]:
     """The worker's answer to a queued request; 504 with the job id past the deadline."""
+    return answer(wait_reply(celery, task_id, deadline), task_id)
+
+
+def wait_reply(celery: Celery, task_id: str, deadline: float) -> Any:
+    """The worker's raw reply to a task, read once; 504 past the deadline, 503 on no backend."""
     timeout = max(deadline - time.time(), 0.001)
     result = celery.AsyncResult(task_id)
     try:
@@ -118,7 +159,7 @@ def wait(celery: Celery, task_id: str, deadline: float) -> dict[str, Any]:
         raise Unavailable(f"lost the result backend while waiting: {exc}", job_id=task_id) from None
     # A sync answer is read once: keeping it for result_expires would only fill Redis.
     result.forget()
-    return answer(reply, task_id)
+    return reply
 
 
 def answer(reply: Any, task_id: str) -> dict[str, Any]:

@@ -1,12 +1,14 @@
-"""Worker side of an infer job: deadline, delivery cap, job record, one onnxruntime run."""
+"""Worker side of infer jobs: deadlines, delivery cap, job record, batched onnxruntime runs."""
 
 from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future
 from typing import Any
 
 from inference_farm.errors import FarmError, InvalidInput
+from inference_farm.registry.cached import Served
 from inference_farm.registry.db import utcnow
 from inference_farm.registry.models import FINISHED_JOB_STATUSES, Job
 from inference_farm.worker_state import WorkerState
@@ -26,15 +28,16 @@ def execute(state: WorkerState, payload: dict[str, Any], task_id: str) -> dict[s
     refused = _admit(state, payload, task_id)
     if refused is not None:
         return refused
-    try:
-        reply = run(state, payload)
-    except FarmError as exc:
-        reply = failure(exc.message, exc.status)
-    except Exception as exc:  # onnxruntime's errors: the inputs do not suit the model
-        from inference_farm.runtime.inspect import ort_message
+    return run_many(state, payload["model"], payload["version"], [payload])[0]
 
-        reply = failure(f"the model could not run on these inputs: {ort_message(exc)}", 400)
-    return reply
+
+def execute_batch(state: WorkerState, payload: dict[str, Any], task_id: str) -> dict[str, Any]:
+    """Run a coalesced payload of several requests; one reply each, in order; never raises."""
+    refused = _cap_refusal(state, _count_delivery(state, task_id))
+    if refused is not None:
+        return refused
+    requests = payload.get("requests") or []
+    return {"ok": True, "replies": run_many(state, payload["model"], payload["version"], requests)}
 
 
 def _admit(state: WorkerState, payload: dict[str, Any], task_id: str) -> dict | None:
@@ -43,6 +46,17 @@ def _admit(state: WorkerState, payload: dict[str, Any], task_id: str) -> dict | 
     if deadline is not None and time.time() > deadline:
         return {**failure("the job expired before a worker could run it", 504), "expired": True}
     deliveries = _count_delivery(state, task_id)
+    refused = _cap_refusal(state, deliveries)
+    if refused is not None:
+        return refused
+    job_id = payload.get("job_id")
+    if job_id and not _start(state, job_id, deliveries):
+        return {**failure("the job was cancelled", 409), "cancelled": True}
+    return None
+
+
+def _cap_refusal(state: WorkerState, deliveries: int) -> dict | None:
+    """A refusal when a message was delivered more than max_deliveries times."""
     cap = state.settings.max_deliveries
     if deliveries > cap:
         return failure(
@@ -50,9 +64,6 @@ def _admit(state: WorkerState, payload: dict[str, Any], task_id: str) -> dict | 
             f"(max_deliveries is {cap})",
             500,
         )
-    job_id = payload.get("job_id")
-    if job_id and not _start(state, job_id, deliveries):
-        return {**failure("the job was cancelled", 409), "cancelled": True}
     return None
 
 
@@ -104,19 +115,78 @@ def record(state: WorkerState, job_id: str | None, reply: Any) -> None:
         state.db.remove()
 
 
-def run(state: WorkerState, payload: dict[str, Any]) -> dict[str, Any]:
-    """Decode the inputs, run the session, pack the outputs."""
-    from inference_farm.runtime.codec import for_onnxruntime, pack_outputs, unpack
+def run_many(
+    state: WorkerState, model: str, version: str, items: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Replies to requests for one model version, stacked where the batcher can."""
+    try:
+        found, session = state.serving(model, version)
+    except FarmError as exc:
+        return [failure(exc.message, exc.status) for _ in items]
+    except Exception as exc:
+        log.exception("loading %s %s failed", model, version)
+        return [failure(f"the model could not be loaded: {exc}", 500) for _ in items]
+    batcher = state.batcher_for(found)
+    started = [_begin(found, session, batcher, item) for item in items]
+    return [_finish(found, begun) for begun in started]
 
-    version, session, signature = state.serving(payload["model"], payload["version"])
-    feeds = {name: for_onnxruntime(unpack(p), name) for name, p in payload["inputs"].items()}
+
+def _begin(found: Served, session: Any, batcher: Any, item: dict[str, Any]) -> Any:
+    """The request under way (a Future), or the reply of one that cannot run."""
+    from inference_farm.runtime.batcher import Request, run_alone, stackable
+
+    deadline = item.get("deadline")
+    if deadline is not None and time.time() > deadline:
+        return {**failure("the job expired before a worker could run it", 504), "expired": True}
+    try:
+        request = Request(session, *_decode(session, item))
+        if batcher is not None and stackable(request):
+            return batcher.submit(request)
+        done: Future = Future()
+        done.set_result(run_alone(request))
+        return done
+    except Exception as exc:
+        return _failed_run(exc)
+
+
+def _decode(session: Any, item: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The request's feeds for onnxruntime and the outputs it wants."""
+    from inference_farm.runtime.codec import for_onnxruntime, unpack
+
+    feeds = {name: for_onnxruntime(unpack(p), name) for name, p in item["inputs"].items()}
     names = [arg.name for arg in session.get_outputs()]
-    wanted = payload.get("outputs") or names
+    wanted = item.get("outputs") or names
     unknown = sorted(set(wanted) - set(names))
     if unknown:
         raise InvalidInput(f"unknown output {unknown[0]!r}: the model has {', '.join(names)}")
-    started = time.perf_counter()
-    results = session.run(wanted, feeds)
-    compute_ms = (time.perf_counter() - started) * 1000
-    outputs = pack_outputs(dict(zip(wanted, results, strict=True)), signature.get("outputs", []))
-    return {"ok": True, "model_version": version, "outputs": outputs, "compute_ms": compute_ms}
+    return feeds, list(wanted)
+
+
+def _finish(found: Served, begun: Any) -> dict[str, Any]:
+    """The reply of a request under way: its packed outputs, or its error."""
+    from inference_farm.runtime.codec import pack_outputs
+
+    if isinstance(begun, dict):
+        return begun
+    try:
+        outcome = begun.result()
+        outputs = dict(zip(outcome.wanted, outcome.outputs, strict=True))
+        packed = pack_outputs(outputs, found.signature.get("outputs", []))
+    except Exception as exc:
+        return _failed_run(exc)
+    return {
+        "ok": True,
+        "model_version": found.version,
+        "outputs": packed,
+        "compute_ms": outcome.compute_s * 1000,
+        "batch_size": outcome.batch_size,
+    }
+
+
+def _failed_run(exc: Exception) -> dict[str, Any]:
+    """The reply of a request whose inputs the model could not take."""
+    if isinstance(exc, FarmError):
+        return failure(exc.message, exc.status)
+    from inference_farm.runtime.inspect import ort_message
+
+    return failure(f"the model could not run on these inputs: {ort_message(exc)}", 400)

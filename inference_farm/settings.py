@@ -102,6 +102,24 @@ class Settings(BaseModel):
     max_deliveries: int = Field(
         3, ge=1, description="Times a job is delivered before a job that kills workers fails."
     )
+    max_batch_size: int = Field(
+        32, ge=1, le=4096,
+        description="Rows a worker stacks into one run, for models without their own; 1: never.",
+    )  # fmt: skip
+    max_queue_delay_ms: float = Field(
+        0.0, ge=0, le=1000,
+        description="Milliseconds a worker waits to fill a batch; 0: runs what is waiting.",
+    )  # fmt: skip
+    coalesce_requests: bool = Field(
+        True, description="Send concurrent sync requests for one model version as one job."
+    )
+    coalesce_max_inflight: int = Field(
+        2, ge=1, description="Coalesced jobs an API process keeps in flight per model version."
+    )
+    registry_cache_seconds: float = Field(
+        2.0, ge=0,
+        description="Seconds a process trusts a key or version it read; the revocation delay.",
+    )  # fmt: skip
     rate_per_second: float | None = Field(
         None, gt=0, description="Requests per second a key may make; unset: no limit."
     )

@@ -110,6 +110,14 @@ def infer(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
     return execute(worker_state(), payload, self.request.id)
 
 
+@shared_task(name="farm.infer_batch", bind=True)
+def infer_batch(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """Run several coalesced requests for one model version; one reply each."""
+    from inference_farm.executor import execute_batch
+
+    return execute_batch(worker_state(), payload, self.request.id)
+
+
 def _serves(consumer: Any, name: str) -> bool:
     queues = {queue.name for queue in consumer.task_consumer.queues}
     return bool(consumer.app.conf.get("farm_all_models")) or model_queue(name) in queues

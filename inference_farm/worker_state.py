@@ -11,7 +11,7 @@ from typing import Any
 from inference_farm.errors import Conflict
 from inference_farm.health import redis_client
 from inference_farm.registry import Database
-from inference_farm.registry.catalog import resolve
+from inference_farm.registry.cached import RegistryCache, Served
 from inference_farm.settings import Settings
 from inference_farm.storage import ArtifactStore
 
@@ -37,7 +37,9 @@ class WorkerState:
     db: Database
     store: ArtifactStore
     redis: Any = None
+    registry: RegistryCache = field(default_factory=lambda: RegistryCache(0))
     _cache: Any = None
+    _batchers: dict[tuple[str, str], Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -46,7 +48,8 @@ class WorkerState:
         store = ArtifactStore(settings.effective_storage_url, settings.data_dir / "cache")
         database = Database(settings.effective_database_url)
         broker = redis_client(settings.broker_url or "", settings.health_timeout)
-        return cls(settings=settings, db=database, store=store, redis=broker)
+        registry = RegistryCache(settings.registry_cache_seconds)
+        return cls(settings=settings, db=database, store=store, redis=broker, registry=registry)
 
     @property
     def cache(self) -> Any:
@@ -74,23 +77,45 @@ class WorkerState:
 
     def session_for(self, name: str, version: str | None) -> tuple[str, Any]:
         """The version served for (name, version) and its loaded session."""
-        version, session, _signature = self.serving(name, version)
-        return version, session
+        found, session = self.serving(name, version)
+        return found.version, session
 
-    def serving(self, name: str, version: str | None) -> tuple[str, Any, dict]:
-        """The version served for (name, version), its loaded session and its signature."""
+    def served(self, name: str, version: str | None) -> Served:
+        """The ready version served for (name, version); Conflict if it is not ready."""
         session = self.db.session()
         try:
-            record = resolve(session, name, version)
-            if record.status != "ready":
-                raise Conflict(f"version {record.version} of model {name!r} is {record.status}")
-            key, digest, signature = (name, record.version), record.sha256, record.signature
+            found = self.registry.served(session, name, version)
         finally:
             self.db.remove()
-        return key[1], self.cache.get(key, self.store.local_path(digest)), signature or {}
+        if found.status != "ready":
+            raise Conflict(f"version {found.version} of model {name!r} is {found.status}")
+        return found
+
+    def serving(self, name: str, version: str | None) -> tuple[Served, Any]:
+        """The version served for (name, version) and its loaded session."""
+        found = self.served(name, version)
+        path = self.store.local_path(found.sha256 or "")
+        return found, self.cache.get((name, found.version), path)
+
+    def batcher_for(self, found: Served) -> Any:
+        """The batcher of a stackable version, or None when its requests run alone."""
+        from inference_farm.runtime.batcher import Batcher
+
+        rows = found.max_batch_size or self.settings.max_batch_size
+        if not found.batchable or rows <= 1:
+            return None
+        delay_ms = found.max_queue_delay_ms
+        delay_s = (self.settings.max_queue_delay_ms if delay_ms is None else delay_ms) / 1000
+        key = (found.name, found.version)
+        with self._lock:
+            batcher = self._batchers.get(key)
+            if batcher is None or (batcher.max_rows, batcher.max_delay_s) != (rows, delay_s):
+                batcher = self._batchers[key] = Batcher(f"{key[0]}-{key[1]}", rows, delay_s)
+            return batcher
 
     def evict(self, name: str, version: str | None) -> int:
         """Unload one version, or every version of name; the number unloaded."""
+        self.registry.clear()  # the version was retired or deleted: read it afresh
         if self._cache is None:
             return 0
         if version is None:

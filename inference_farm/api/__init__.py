@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from celery import Celery
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, request
 
 from inference_farm import __version__
 from inference_farm.api.errors import FarmApi, register_error_handlers
 from inference_farm.celery_app import create_celery
+from inference_farm.coalescer import Coalescer
 from inference_farm.queues import QueueWatch
 from inference_farm.ratelimit import Limiter
 from inference_farm.registry import Database
+from inference_farm.registry.cached import RegistryCache
 from inference_farm.settings import Settings, get_settings
 from inference_farm.storage import ArtifactStore
 
@@ -29,6 +31,8 @@ class Farm:
     store: ArtifactStore
     queues: QueueWatch
     limiter: Limiter
+    registry: RegistryCache
+    coalescer: Coalescer
 
 
 def farm() -> Farm:
@@ -54,6 +58,13 @@ def _upload_limit() -> None:
         request.max_content_length = farm().settings.max_upload_bytes
 
 
+def _forget_registry_reads(response: Response) -> Response:
+    # A change to models or keys made here is seen at once by this process's next request.
+    if request.method not in ("GET", "HEAD") and request.blueprint in ("models", "keys"):
+        farm().registry.clear()
+    return response
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API for settings (default: the process settings)."""
     from inference_farm.api import infer, jobs, keys, models, repository, server, workers
@@ -66,10 +77,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = ArtifactStore(settings.effective_storage_url, settings.data_dir / "cache")
     celery = create_celery(settings)
     queues = QueueWatch(celery, settings.broker_url or "")
-    app.extensions["farm"] = Farm(settings, db, celery, store, queues, Limiter(settings))
+    coalescer = Coalescer(celery, queues, settings.coalesce_max_inflight, settings.max_queue_length)
+    registry = RegistryCache(settings.registry_cache_seconds)
+    app.extensions["farm"] = Farm(
+        settings, db, celery, store, queues, Limiter(settings), registry, coalescer
+    )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.before_request(authenticate)
     app.before_request(_upload_limit)
+    app.after_request(_forget_registry_reads)
     app.teardown_appcontext(lambda _exc: db.remove())
     api = FarmApi(app)
     blueprints = (server, repository, infer, models, jobs, keys, workers)

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, request
+from sqlalchemy import update
 
 from inference_farm.errors import Forbidden, Unauthorized
 from inference_farm.registry.db import utcnow
-from inference_farm.registry.keys import mask, verify_key
+from inference_farm.registry.keys import mask
 from inference_farm.registry.models import ApiKey
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def authenticate() -> None:
     token = _bearer()
     farm = current_app.extensions["farm"]
     session = farm.db.session()
-    key = verify_key(session, token)
+    key = farm.registry.key(session, token)
     if key is None:
         log.info("refused key %s on %s %s", mask(token), request.method, request.path)
         raise _unauthorized("the API key is unknown, revoked or expired")
@@ -102,7 +103,8 @@ def _touch(session: Any, key: ApiKey) -> None:
     # Recording every use would write on every request; once a minute is enough to audit.
     now = utcnow()
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_EVERY:
-        key.last_used_at = now
+        key.last_used_at = now  # the cached copy, so the next request does not write again
+        session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
         session.commit()
 
 

@@ -67,10 +67,16 @@ def infer(name: str, version: str | None = None) -> Response:
     parsed = read_request()
     deadline = deadline_of(parsed)
     try:
-        prepared = dataplane.prepare(context.db.session(), name, version, parsed)
+        prepared = dataplane.prepare(
+            context.db.session(), name, version, parsed, context.registry,
+            context.settings.max_batch_size,
+        )  # fmt: skip
     finally:
         context.db.remove()  # no connection held while waiting for the worker
     priority = dataplane.check_priority(parsed.parameters.get("priority", dataplane.MAX_PRIORITY))
+    if context.settings.coalesce_requests:
+        reply = context.coalescer.infer(prepared, deadline, priority)
+        return _respond(name, parsed, reply)
     task_id = dataplane.submit(
         context.celery, context.queues, prepared, deadline, context.settings.max_queue_length,
         priority=priority,

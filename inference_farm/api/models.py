@@ -30,6 +30,17 @@ def _session() -> Any:
     return farm().db.session()
 
 
+def _set_batching(session: Any, model: Any, body: dict) -> None:
+    """Apply the batching limits given in body, if any."""
+    changed = False
+    for field in ("max_batch_size", "max_queue_delay_ms"):
+        if field in body:
+            setattr(model, field, body[field])
+            changed = True
+    if changed:
+        session.commit()
+
+
 @blp.route("")
 class Models(MethodView):
     """The collection of models."""
@@ -45,7 +56,9 @@ class Models(MethodView):
     @blp.response(201, ModelOut)
     def post(self, body: dict) -> Any:
         """Create a model"""
-        model = catalog.create_model(_session(), body["name"], body["description"])
+        session = _session()
+        model = catalog.create_model(session, body["name"], body["description"])
+        _set_batching(session, model, body)
         lifecycle.announce_model(farm().celery, model.name)
         return model
 
@@ -69,6 +82,7 @@ class OneModel(MethodView):
         model = catalog.get_model(session, name)
         if "description" in body:
             model.description = body["description"]
+        _set_batching(session, model, body)
         if "default_version" in body:
             return catalog.pin_default(session, model, body["default_version"])
         session.commit()

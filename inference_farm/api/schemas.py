@@ -5,20 +5,34 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest.fields import Upload
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from inference_farm.registry import catalog
 from inference_farm.registry.models import ModelVersion
 
+BATCH_HELP = "Rows a worker stacks into one run; null: the farm's max_batch_size."
+DELAY_HELP = "Milliseconds a worker waits to fill a batch; null: the farm's max_queue_delay_ms."
 
-class ModelCreate(Schema):
+
+class Batching(Schema):
+    """A model's dynamic batching limits."""
+
+    max_batch_size = fields.Integer(
+        allow_none=True, validate=validate.Range(1, 4096), metadata={"description": BATCH_HELP}
+    )
+    max_queue_delay_ms = fields.Float(
+        allow_none=True, validate=validate.Range(0, 1000), metadata={"description": DELAY_HELP}
+    )
+
+
+class ModelCreate(Batching):
     """A new model."""
 
     name = fields.String(required=True, metadata={"description": catalog.NAME_RULE})
     description = fields.String(load_default="")
 
 
-class ModelPatch(Schema):
+class ModelPatch(Batching):
     """Changes to a model; default_version null unpins."""
 
     description = fields.String()
@@ -44,6 +58,8 @@ class ModelOut(Schema):
         "_serving", metadata={"description": "The version served when none is asked for."}
     )
     versions = fields.Method("_versions")
+    max_batch_size = fields.Integer(allow_none=True, metadata={"description": BATCH_HELP})
+    max_queue_delay_ms = fields.Float(allow_none=True, metadata={"description": DELAY_HELP})
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 

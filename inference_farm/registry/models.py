@@ -49,6 +49,9 @@ class Model(Timestamped, Base):
     description: Mapped[str] = mapped_column(Text, default="")
     # The version pinned by PATCH; None means "highest ready version".
     default_version: Mapped[str | None] = mapped_column(String(32))
+    # Dynamic batching limits; None: the settings' defaults.
+    max_batch_size: Mapped[int | None] = mapped_column(Integer)
+    max_queue_delay_ms: Mapped[float | None] = mapped_column(Float)
     versions: Mapped[list[ModelVersion]] = relationship(
         back_populates="model", cascade="all, delete-orphan", passive_deletes=True
     )

@@ -1,0 +1,116 @@
+"""Short-lived per-process caches of the registry reads every request makes: keys and versions."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.orm import Session
+
+from inference_farm.registry.catalog import resolve
+from inference_farm.registry.db import utcnow
+from inference_farm.registry.keys import hash_secret, verify_key
+from inference_farm.registry.models import ApiKey
+
+V = TypeVar("V")
+MAX_ENTRIES = 10_000
+
+
+class TtlCache(Generic[V]):
+    """A thread-safe map whose entries expire ttl seconds after they were stored."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl, self._clock = ttl, clock
+        self._entries: dict[Hashable, tuple[float, V]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> V | None:
+        """The live value stored under key, or None."""
+        entry = self._entries.get(key)
+        if entry is None or entry[0] <= self._clock():
+            return None
+        return entry[1]
+
+    def put(self, key: Hashable, value: V) -> None:
+        """Store value under key for ttl seconds (nothing, when ttl is 0)."""
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key] = (self._clock() + self.ttl, value)
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        with self._lock:
+            self._entries.clear()
+
+
+@dataclass(frozen=True)
+class Served:
+    """What serving a model version needs to know, read once from the registry."""
+
+    name: str
+    version: str
+    status: str
+    error: str | None
+    sha256: str | None
+    signature: dict[str, Any]
+    batchable: bool
+    max_batch_size: int | None
+    max_queue_delay_ms: float | None
+
+
+def read_served(session: Session, name: str, version: str | None) -> Served:
+    """The version served for (name, version), as a detached snapshot."""
+    record = resolve(session, name, version)
+    model = record.model
+    return Served(
+        name=name,
+        version=record.version,
+        status=record.status,
+        error=record.error,
+        sha256=record.sha256,
+        signature=record.signature or {},
+        batchable=bool(record.batchable),
+        max_batch_size=model.max_batch_size,
+        max_queue_delay_ms=model.max_queue_delay_ms,
+    )
+
+
+class RegistryCache:
+    """Keys and served versions, each trusted for ttl seconds; only ready versions are kept."""
+
+    def __init__(self, ttl: float) -> None:
+        self.keys: TtlCache[ApiKey] = TtlCache(ttl)
+        self.versions: TtlCache[Served] = TtlCache(ttl)
+
+    def served(self, session: Session, name: str, version: str | None) -> Served:
+        """The version served for (name, version): cached, or read from the registry."""
+        found = self.versions.get((name, version))
+        if found is not None:
+            return found
+        found = read_served(session, name, version)
+        if found.status == "ready":
+            self.versions.put((name, version), found)
+        return found
+
+    def key(self, session: Session, token: str) -> ApiKey | None:
+        """The live key for token: cached, or verified against the registry."""
+        digest = hash_secret(token)  # the cache holds no secret
+        found = self.keys.get(digest)
+        if found is not None and (found.expires_at is None or found.expires_at > utcnow()):
+            return found
+        found = verify_key(session, token)
+        if found is not None:
+            session.expunge(found)  # readable after the session ends; never written through
+            self.keys.put(digest, found)
+        return found
+
+    def clear(self) -> None:
+        """Forget everything: the registry was just changed by this process."""
+        self.keys.clear()
+        self.versions.clear()

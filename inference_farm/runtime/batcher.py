@@ -1,0 +1,169 @@
+"""Dynamic batching: compatible requests for one session are stacked along dim 0 into one run."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+IDLE_EXIT_S = 30.0  # a lane's thread ends after this long without work, and restarts on demand
+
+
+@dataclass
+class Request:
+    """One request's decoded inputs, the outputs it wants, and where its answer goes."""
+
+    session: Any
+    feeds: dict[str, np.ndarray]
+    wanted: list[str]
+    future: Future = field(default_factory=Future)
+    queued_at: float = field(default_factory=time.perf_counter)
+
+    @property
+    def rows(self) -> int:
+        """Rows along dim 0 (every input of a stackable request has the same)."""
+        return next(iter(self.feeds.values())).shape[0]
+
+    def compatible_key(self) -> tuple:
+        """Requests with equal keys may share one run: same session, inputs, datatypes,
+        non-batch dims, and wanted outputs."""
+        inputs = tuple(sorted((name, a.dtype.str, a.shape[1:]) for name, a in self.feeds.items()))
+        return (id(self.session), inputs, tuple(self.wanted))
+
+
+@dataclass
+class Outcome:
+    """What one request gets back: its outputs, the rows it was run with, and timings."""
+
+    wanted: list[str]
+    outputs: list[Any]
+    batch_size: int
+    compute_s: float
+    queue_s: float
+
+
+def stackable(request: Request) -> bool:
+    """True when every input has the same, non-zero, number of rows."""
+    rows = {array.shape[0] if array.ndim else -1 for array in request.feeds.values()}
+    return len(rows) == 1 and min(rows) > 0
+
+
+def run_alone(request: Request) -> Outcome:
+    """Run one request by itself, in the calling thread."""
+    started = time.perf_counter()
+    outputs = request.session.run(request.wanted, request.feeds)
+    compute = time.perf_counter() - started
+    return Outcome(request.wanted, outputs, 1, compute, started - request.queued_at)
+
+
+class Batcher:
+    """Stacks requests for one model version; one thread runs the batches, in arrival order."""
+
+    def __init__(self, name: str, max_rows: int, max_delay_s: float) -> None:
+        self.name, self.max_rows, self.max_delay_s = name, max_rows, max_delay_s
+        self._pending: deque[Request] = deque()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, request: Request) -> Future:
+        """Queue request for the next compatible batch; the future gets its Outcome."""
+        with self._wake:
+            self._pending.append(request)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name=f"batcher-{self.name}", daemon=True
+                )
+                self._thread.start()
+            self._wake.notify()
+        return request.future
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            run_batch(batch)
+
+    def _next_batch(self) -> list[Request] | None:
+        """The oldest request and the compatible ones behind it, up to max_rows rows."""
+        with self._wake:
+            if not self._wake.wait_for(lambda: self._pending, timeout=IDLE_EXIT_S):
+                self._thread = None
+                return None
+            if self.max_delay_s > 0:
+                self._wake.wait_for(self._full, timeout=self.max_delay_s)
+            return self._take()
+
+    def _full(self) -> bool:
+        return sum(request.rows for request in self._pending) >= self.max_rows
+
+    def _take(self) -> list[Request]:
+        first = self._pending.popleft()
+        batch, rows, key = [first], first.rows, first.compatible_key()
+        kept: deque[Request] = deque()
+        while self._pending:
+            request = self._pending.popleft()
+            if request.compatible_key() == key and rows + request.rows <= self.max_rows:
+                batch.append(request)
+                rows += request.rows
+            else:
+                kept.append(request)
+        self._pending = kept
+        return batch
+
+
+def run_batch(batch: list[Request]) -> None:
+    """Run a batch as one onnxruntime call and give each request its rows of every output."""
+    if len(batch) == 1:
+        _settle(batch[0], lambda: run_alone(batch[0]))
+        return
+    first = batch[0]
+    counts = [request.rows for request in batch]
+    started = time.perf_counter()
+    try:
+        feeds = {
+            name: np.concatenate([request.feeds[name] for request in batch]) for name in first.feeds
+        }
+        outputs = first.session.run(first.wanted, feeds)
+    except Exception as exc:  # one failed run: every request in it gets the error
+        for request in batch:
+            request.future.set_exception(exc)
+        return
+    try:
+        parts = split_rows(outputs, counts)
+    except ValueError:  # an output whose dim 0 is not the batch: the requests run alone
+        for request in batch:
+            _settle(request, lambda request=request: run_alone(request))
+        return
+    compute = time.perf_counter() - started
+    for request, outputs_of in zip(batch, parts, strict=True):
+        outcome = Outcome(
+            request.wanted, outputs_of, len(batch), compute, started - request.queued_at
+        )
+        request.future.set_result(outcome)
+
+
+def split_rows(outputs: list[Any], counts: list[int]) -> list[list[Any]]:
+    """Each request's rows of every output; ValueError if an output is not batched."""
+    total = sum(counts)
+    for output in outputs:
+        if not isinstance(output, np.ndarray) or output.ndim == 0 or output.shape[0] != total:
+            raise ValueError("the model's outputs do not follow its inputs' batch dimension")
+    offsets = np.cumsum(counts)[:-1]
+    per_output = [np.split(output, offsets) for output in outputs]
+    return [list(rows) for rows in zip(*per_output, strict=True)]
+
+
+def _settle(request: Request, work: Callable[[], Outcome]) -> None:
+    try:
+        request.future.set_result(work())
+    except Exception as exc:
+        request.future.set_exception(exc)
