@@ -139,7 +139,7 @@ def _begin(found: Served, session: Any, batcher: Any, item: dict[str, Any]) -> A
     if deadline is not None and time.time() > deadline:
         return {**failure("the job expired before a worker could run it", 504), "expired": True}
     try:
-        request = Request(session, *_decode(session, item))
+        request = Request(session, *_decode(session, item), deadline=deadline)
         if batcher is not None and stackable(request):
             return batcher.submit(request)
         done: Future = Future()
@@ -185,8 +185,11 @@ def _finish(found: Served, begun: Any) -> dict[str, Any]:
 
 def _failed_run(exc: Exception) -> dict[str, Any]:
     """The reply of a request whose inputs the model could not take."""
-    if isinstance(exc, FarmError):
-        return failure(exc.message, exc.status)
+    from inference_farm.runtime.batcher import Expired
     from inference_farm.runtime.inspect import ort_message
 
+    if isinstance(exc, FarmError):
+        return failure(exc.message, exc.status)
+    if isinstance(exc, Expired):
+        return {**failure("the job expired before a worker could run it", 504), "expired": True}
     return failure(f"the model could not run on these inputs: {ort_message(exc)}", 400)

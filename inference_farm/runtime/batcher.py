@@ -24,6 +24,7 @@ class Request:
     session: Any
     feeds: dict[str, np.ndarray]
     wanted: list[str]
+    deadline: float | None = None  # epoch seconds; a request still waiting then is dropped
     future: Future = field(default_factory=Future)
     queued_at: float = field(default_factory=time.perf_counter)
 
@@ -37,6 +38,10 @@ class Request:
         non-batch dims, and wanted outputs."""
         inputs = tuple(sorted((name, a.dtype.str, a.shape[1:]) for name, a in self.feeds.items()))
         return (id(self.session), inputs, tuple(self.wanted))
+
+
+class Expired(Exception):
+    """The request's deadline passed while it waited for a batch."""
 
 
 @dataclass
@@ -90,7 +95,8 @@ class Batcher:
             batch = self._next_batch()
             if batch is None:
                 return
-            run_batch(batch)
+            if batch:
+                run_batch(batch)
 
     def _next_batch(self) -> list[Request] | None:
         """The oldest request and the compatible ones behind it, up to max_rows rows."""
@@ -102,10 +108,19 @@ class Batcher:
                 self._wake.wait_for(self._full, timeout=self.max_delay_s)
             return self._take()
 
+    def _drop_expired(self) -> None:
+        now = time.time()
+        for request in [r for r in self._pending if r.deadline is not None and r.deadline < now]:
+            self._pending.remove(request)
+            request.future.set_exception(Expired("the request expired while waiting for a batch"))
+
     def _full(self) -> bool:
         return sum(request.rows for request in self._pending) >= self.max_rows
 
     def _take(self) -> list[Request]:
+        self._drop_expired()
+        if not self._pending:
+            return []
         first = self._pending.popleft()
         batch, rows, key = [first], first.rows, first.compatible_key()
         kept: deque[Request] = deque()
