@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import pathlib
+from functools import lru_cache
 from typing import Any
 
 from inference_farm.errors import SettingsError, Unavailable
@@ -37,9 +40,30 @@ def providers_for(device: str) -> list:
             f"worker_device is {device} but onnxruntime has no CUDA provider: install the gpu "
             "extra (onnxruntime-gpu) or set INFERENCE_FARM_WORKER_DEVICE=cpu"
         )
+    load_cuda_libraries()
     # Grow the GPU arena by what is asked, not by powers of two, so sessions hold no slack.
     options = {"device_id": index, "arena_extend_strategy": "kSameAsRequested"}
     return [(CUDA, options), CPU]
+
+
+@lru_cache(maxsize=1)
+def load_cuda_libraries() -> None:
+    """Load CUDA and cuDNN from the nvidia-* wheels beside onnxruntime-gpu, where they are."""
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime 1.21 and later
+    if preload is None:
+        return
+    # Without this, onnxruntime finds pip-installed CUDA libraries only on LD_LIBRARY_PATH.
+    # preload_dlls prints what it could not load; libraries found elsewhere still work.
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            preload()
+    except Exception as exc:
+        log.warning("onnxruntime could not preload the CUDA libraries: %s", exc)
+    for line in printed.getvalue().splitlines():
+        log.warning("onnxruntime preload: %s", line)
 
 
 def probe_model() -> bytes:
@@ -75,10 +99,12 @@ def check_device(device: str) -> None:
 
 
 def _require_cuda(session: Any, device: str) -> None:
+    # onnxruntime also falls back silently for a GPU index that does not exist.
     if CUDA not in session.get_providers():
         raise Unavailable(
-            f"worker_device is {device} but onnxruntime fell back to the CPU: the CUDA or cuDNN "
-            "libraries could not be loaded (see the onnxruntime log above)"
+            f"worker_device is {device} but onnxruntime fell back to the CPU: there is no GPU "
+            f"{_cuda_index(device)} (GPUs count from 0), or the CUDA or cuDNN libraries could "
+            "not be loaded (see the onnxruntime log above)"
         )
 
 
@@ -103,9 +129,16 @@ def make_session(path: pathlib.Path, device: str, intra_op_threads: int) -> Any:
     import onnxruntime as ort
 
     providers = providers_for(device)
-    session = ort.InferenceSession(
-        str(path), sess_options=session_options(intra_op_threads), providers=providers
-    )
-    if _cuda_index(device) is not None:
-        _require_cuda(session, device)
+    options = session_options(intra_op_threads)
+    if _cuda_index(device) is None:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    # Models are checked on the CPU at upload, so a failure here is the GPU's (out of memory,
+    # a lost device): the worker's fault, not the request's.
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:
+        raise Unavailable(
+            f"worker_device is {device} but onnxruntime cannot open a session on it: {exc}"
+        ) from exc
+    _require_cuda(session, device)
     return session

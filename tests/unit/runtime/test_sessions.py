@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,12 @@ import onnxruntime as ort
 import pytest
 
 from inference_farm.errors import SettingsError, Unavailable
-from inference_farm.runtime.sessions import check_device, make_session, providers_for
+from inference_farm.runtime.sessions import (
+    check_device,
+    load_cuda_libraries,
+    make_session,
+    providers_for,
+)
 from tests.onnx_models import save, tiny_mlp
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
@@ -21,6 +27,21 @@ def fake_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     """onnxruntime claims a CUDA provider that it cannot really use."""
     available = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(ort, "get_available_providers", lambda: available)
+
+
+@pytest.fixture
+def preloads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Calls of onnxruntime.preload_dlls, which prints what it could not load."""
+    calls: list[int] = []
+
+    def preload_dlls() -> None:
+        calls.append(1)
+        print("Failed to load libcublasLt.so.13: cannot open shared object file")
+
+    load_cuda_libraries.cache_clear()
+    monkeypatch.setattr(ort, "preload_dlls", preload_dlls, raising=False)
+    yield calls
+    load_cuda_libraries.cache_clear()
 
 
 def test_cpu_providers() -> None:
@@ -76,6 +97,45 @@ def test_check_cuda_that_falls_back_to_cpu() -> None:
 def test_make_session_refuses_a_cpu_fallback(tmp_path: Path) -> None:
     with pytest.raises(Unavailable, match="fell back to the CPU"):
         make_session(save(tiny_mlp(), tmp_path / "m.onnx"), "cuda", 0)
+
+
+@cpu_only
+@pytest.mark.usefixtures("fake_cuda")
+@pytest.mark.filterwarnings("ignore:Specified provider")
+def test_cpu_fallback_names_the_missing_gpu_index(tmp_path: Path) -> None:
+    # onnxruntime-gpu falls back to the CPU, without an error, for an index with no GPU.
+    with pytest.raises(Unavailable, match=r"there is no GPU 7 \(GPUs count from 0\)"):
+        make_session(save(tiny_mlp(), tmp_path / "m.onnx"), "cuda:7", 0)
+
+
+@pytest.mark.usefixtures("fake_cuda")
+def test_a_gpu_session_that_fails_to_open_is_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("CUDA failure 2: out of memory")
+
+    monkeypatch.setattr(ort, "InferenceSession", out_of_memory)
+    with pytest.raises(Unavailable, match="cannot open a session on it: CUDA failure 2") as caught:
+        make_session(save(tiny_mlp(), tmp_path / "m.onnx"), "cuda:1", 0)
+    assert caught.value.status == 503
+    assert "worker_device is cuda:1" in str(caught.value)
+
+
+@pytest.mark.usefixtures("fake_cuda")
+def test_cuda_preloads_the_libraries_once_and_logs_what_it_printed(
+    preloads: list[int], capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    providers_for("cuda")
+    providers_for("cuda:1")
+    assert preloads == [1]
+    assert capsys.readouterr().out == ""
+    assert "preload: Failed to load libcublasLt.so.13" in caplog.text
+
+
+def test_cpu_preloads_nothing(preloads: list[int]) -> None:
+    providers_for("cpu")
+    assert preloads == []
 
 
 @pytest.mark.parametrize("threads", [0, 1, 2])
