@@ -22,13 +22,14 @@ if __package__ in (None, ""):  # run as `python benchmarks/run.py`
 
 from benchmarks import farm, inprocess, peers
 from benchmarks.bodies import BodySet, write_bodies
-from benchmarks.load import LoadOptions, Target, probe, run_cell, wrk_binary
+from benchmarks.load import LoadOptions, Target, probe, run_cell, run_wrk, wrk_binary
 from benchmarks.models import write_models
 from benchmarks.results import CELLS, write
 
 HERE = Path(__file__).resolve().parent
 SYSTEMS = ["inprocess", "noqueue", "ray-direct", "ray-proxy", "farm"]
 BATCHES = (1, 32)
+WARM_CONNECTIONS = 32
 
 
 def _names(text: str, known: list[str], what: str) -> list[str]:
@@ -78,6 +79,9 @@ def measure(target: Target, data: dict[str, BodySet], args: argparse.Namespace) 
     )
     for model in sorted({CELLS[cell][0] for cell in args.cells}):
         probe(target, model, data[model], opts, wait=60.0)
+        # Many connections reach every server process, so that no cell pays a cold start.
+        if opts.warmup > 0:
+            run_wrk(target, model, data[model], WARM_CONNECTIONS, opts.warmup, opts)
     cells = {}
     for cell in args.cells:
         model, connections = CELLS[cell]
