@@ -38,7 +38,9 @@ def per_second(value: float | None) -> str:
 
 
 def _pick(cells: dict[str, Any], cell: str, key: str) -> float | None:
-    return cells[cell][key] if cell in cells else None
+    if cell not in cells or (key.endswith("_ms") and not cells[cell].get("responses")):
+        return None  # no answer: no latency to show
+    return cells[cell][key]
 
 
 def row(system: dict[str, Any]) -> str:

@@ -109,7 +109,7 @@ def test_table_row_counts_only_correct_answers_and_sums_errors() -> None:
     system = _system(
         "farm",
         **{
-            "tiny-c1": {**base, "p50_ms": 0.4249, "p99_ms": 12.34, "correct_per_s": 1.0},
+            "tiny-c1": {**base, "responses": 9, "p50_ms": 0.4249, "p99_ms": 12.34},
             "tiny-c32": {**base, "correct_per_s": 3612.4},
             "heavy-c32": {**base, "correct_per_s": 604.6},
         },
@@ -120,6 +120,8 @@ def test_table_row_counts_only_correct_answers_and_sums_errors() -> None:
 def test_table_marks_cells_not_run_and_skipped_systems() -> None:
     partial = _system("noqueue", **{"tiny-c32": {"correct_per_s": 10.0}})
     assert results.row(partial) == "| noqueue | - | - | 10 | - | 0 |"
+    silent = _system("farm", **{"tiny-c1": {"responses": 0, "p50_ms": 0.0, "p99_ms": 0.0}})
+    assert results.row(silent) == "| farm | - | - | - | - | 0 |"
     skipped = {"label": "Ray", "status": "skipped", "reason": "ray[serve] | missing"}
     assert results.row(skipped) == "| Ray | - | - | - | - | skipped: ray[serve] / missing |"
 
