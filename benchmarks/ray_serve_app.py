@@ -18,10 +18,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 PORT_SPAN = 50
-SERVER = "ray-serve-benchmark"
+SERVER = "ray-serve-benchmark"  # as in ray_models.py, which cannot be imported before Ray
 
 
 def _parse() -> argparse.Namespace:
@@ -43,69 +42,10 @@ def _configure_env(args: argparse.Namespace) -> None:
         os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] = str(args.port + 1)
         os.environ["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(args.port + PORT_SPAN)
     os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "0")
-    # Replicas import benchmarks.oip from the checkout.
+    # Replicas import benchmarks.ray_models from the checkout.
     root = str(Path(__file__).resolve().parents[1])
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     sys.path.insert(0, root)
-
-
-def build_app(args: argparse.Namespace) -> Any:
-    """The Serve application: one deployment holding every model, batching per model."""
-    from ray import serve
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-
-    max_batch, wait_s = args.max_batch_size, args.batch_wait_timeout_s
-    models_dir = str(args.models_dir.resolve())
-
-    @serve.deployment(num_replicas=1, max_ongoing_requests=256)
-    class Models:
-        def __init__(self) -> None:
-            import onnxruntime as ort
-
-            self.sessions = {
-                path.stem: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-                for path in Path(models_dir).glob("*.onnx")
-            }
-
-        async def run(self, name: str, xs: list[Any]) -> list[Any]:
-            import numpy as np
-
-            session = self.sessions[name]
-            feed = {session.get_inputs()[0].name: np.concatenate(xs)}
-            out = session.run(None, feed)
-            names = [o.name for o in session.get_outputs()]
-            bounds = np.cumsum([len(x) for x in xs])[:-1]
-            parts = [np.split(array, bounds) for array in out]
-            return [dict(zip(names, row, strict=True)) for row in zip(*parts, strict=True)]
-
-        @serve.batch(max_batch_size=max_batch, batch_wait_timeout_s=wait_s)
-        async def run_tiny(self, xs: list[Any]) -> list[Any]:
-            return await self.run("tiny", xs)
-
-        @serve.batch(max_batch_size=max_batch, batch_wait_timeout_s=wait_s)
-        async def run_heavy(self, xs: list[Any]) -> list[Any]:
-            return await self.run("heavy", xs)
-
-        async def __call__(self, request: Request) -> JSONResponse:
-            from benchmarks.oip import BadRequest, decode_inputs, encode_outputs
-
-            parts = request.url.path.strip("/").split("/")
-            if request.method == "GET":
-                return JSONResponse({"live": True, "server": SERVER})
-            name = parts[2] if len(parts) == 4 and parts[3] == "infer" else ""
-            if name not in self.sessions:
-                return JSONResponse({"error": f"no model at {request.url.path}"}, 404)
-            body = await request.json()
-            try:
-                x = next(iter(decode_inputs(body).values()))
-            except BadRequest as error:
-                return JSONResponse({"error": str(error)}, 400)
-            batched = self.run_tiny if name == "tiny" else self.run_heavy
-            outputs = await batched(x)
-            return JSONResponse(encode_outputs(name, outputs, body.get("id")))
-
-    return Models.bind()
 
 
 def _probe(port: int) -> bool:
@@ -147,7 +87,12 @@ def main() -> None:
     )
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-        serve.run(build_app(args), name="models", route_prefix="/")
+        from benchmarks.ray_models import Models
+
+        models = Models.bind(
+            str(args.models_dir.resolve()), args.max_batch_size, args.batch_wait_timeout_s
+        )
+        serve.run(models, name="models", route_prefix="/")
         port = _serving_port(args)
         args.ready_file.write_text(f"{port}\n", encoding="utf-8")
         print(f"Ray Serve {ray.__version__} ({args.ingress}) serving on {port}", flush=True)
