@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
@@ -45,23 +46,36 @@ def _wait_group_gone(pgid: int, timeout: float = 5.0) -> None:
 
 @dataclass
 class Supervisor:
-    """Start named children in their own process groups and stop them all on exit."""
+    """Start named children in their own process groups and stop them all on exit.
+
+    With log_dir set, each child writes its stdout and stderr to log_dir/<name>.log.
+    """
 
     env: dict[str, str]
     children: dict[str, subprocess.Popen] = field(default_factory=dict)
     stopping: bool = False
+    log_dir: Path | None = None
 
     def start(self, name: str, argv: list[str]) -> subprocess.Popen:
         """Start argv as the child called name, in a new session."""
         preexec = _die_with_parent if sys.platform.startswith("linux") else None
-        # Children write to stderr, so that stdout carries only what `up` itself prints.
-        process = subprocess.Popen(
-            argv,
-            env=self.env,
-            stdout=_stderr_fd(),
-            start_new_session=True,
-            preexec_fn=preexec,
-        )
+        output = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            output = (self.log_dir / f"{name}.log").open("ab")
+        try:
+            # Children write to stderr, so that stdout carries only what `up` itself prints.
+            process = subprocess.Popen(
+                argv,
+                env=self.env,
+                stdout=output or _stderr_fd(),
+                stderr=output,
+                start_new_session=True,
+                preexec_fn=preexec,
+            )
+        finally:
+            if output is not None:
+                output.close()
         self.children[name] = process
         log.info("started %s (pid %d)", name, process.pid)
         return process

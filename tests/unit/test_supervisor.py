@@ -121,3 +121,15 @@ def test_child_stdout_goes_to_stderr(farm: Farm, stderr_path: Path) -> None:
 def test_farm_command_uses_this_interpreter() -> None:
     argv = Supervisor(env={}).farm_command("api")
     assert argv == [sys.executable, "-m", "inference_farm", "api"]
+
+
+def test_log_dir_gets_each_childs_stdout_and_stderr(tmp_path: Path) -> None:
+    sup = Supervisor(env=dict(os.environ), log_dir=tmp_path / "logs")
+    code = "import sys; print('to stdout'); print('to stderr', file=sys.stderr)"
+    try:
+        assert sup.start("talker", [sys.executable, "-c", code]).wait(10) == 0
+    finally:
+        sup.stop()
+    text = (tmp_path / "logs" / "talker.log").read_text(encoding="utf-8")
+    assert "to stdout" in text
+    assert "to stderr" in text

@@ -1,0 +1,95 @@
+"""The results: one JSON document of raw numbers, and the markdown table made from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# cell name: (model, connections)
+CELLS: dict[str, tuple[str, int]] = {
+    "tiny-c1": ("tiny", 1),
+    "tiny-c32": ("tiny", 32),
+    "heavy-c32": ("heavy", 32),
+}
+HEADER = (
+    "| system | tiny c=1 p50 | tiny c=1 p99 | tiny c=32 req/s | heavy c=32 req/s | errors |\n"
+    "| --- | --: | --: | --: | --: | --: |"
+)
+MISSING = "-"
+
+
+def cell_errors(cell: dict[str, Any]) -> int:
+    """Answers that did not count: wrong, non-200, socket errors and timeouts."""
+    return sum(cell.get(name, 0) for name in ("wrong", "non_200", "socket_errors", "timeouts"))
+
+
+def milliseconds(value: float | None) -> str:
+    """A latency in ms with about three significant digits."""
+    if value is None:
+        return MISSING
+    digits = 2 if value < 10 else 1 if value < 100 else 0
+    return f"{value:.{digits}f} ms"
+
+
+def per_second(value: float | None) -> str:
+    """A rate as a whole number with thousands separators."""
+    return MISSING if value is None else f"{value:,.0f}"
+
+
+def _pick(cells: dict[str, Any], cell: str, key: str) -> float | None:
+    if cell not in cells or (key.endswith("_ms") and not cells[cell].get("responses")):
+        return None  # no answer: no latency to show
+    return cells[cell][key]
+
+
+def row(system: dict[str, Any]) -> str:
+    """The table row of one system's results."""
+    cells = system.get("cells", {})
+    if system["status"] != "ok":
+        errors = f"{system['status']}: {system.get('reason', '')}".replace("|", "/")
+    else:
+        errors = f"{sum(cell_errors(cell) for cell in cells.values()):,}"
+    values = [
+        system["label"],
+        milliseconds(_pick(cells, "tiny-c1", "p50_ms")),
+        milliseconds(_pick(cells, "tiny-c1", "p99_ms")),
+        per_second(_pick(cells, "tiny-c32", "correct_per_s")),
+        per_second(_pick(cells, "heavy-c32", "correct_per_s")),
+        errors,
+    ]
+    return "| " + " | ".join(values) + " |"
+
+
+def inprocess_line(inprocess: dict[str, float]) -> str:
+    """The in-process onnxruntime ceiling as one sentence."""
+    parts = [f"{per_second(rate)} samples/s at batch {batch}" for batch, rate in inprocess.items()]
+    return "In-process onnxruntime, heavy: " + ", ".join(parts) + "."
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results page: how it was run, the table, and the in-process ceiling."""
+    run = results["run"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"{run['date']} on {run['machine']}; {run['duration_s']:g} s per cell after "
+        f"{run['warmup_s']:g} s of warm-up; wrk with {run['wrk_threads']} threads.",
+        "Only correct answers count toward req/s; errors counts every other answer.",
+        "",
+        f"`{run['command']}`",
+        "",
+        HEADER,
+        *(row(system) for system in results["systems"]),
+    ]
+    if results.get("inprocess"):
+        lines += ["", inprocess_line(results["inprocess"])]
+    return "\n".join(lines) + "\n"
+
+
+def write(results: dict[str, Any], markdown_path: Path, json_path: Path) -> str:
+    """Write the JSON and the markdown page; return the markdown."""
+    json_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    text = markdown(results)
+    markdown_path.write_text(text, encoding="utf-8")
+    return text
