@@ -20,8 +20,10 @@ from inference_farm.errors import (
     Unavailable,
     error_for_status,
 )
+from inference_farm.metrics import rate_limited
 from inference_farm.queues import QueueWatch
 from inference_farm.registry import catalog
+from inference_farm.request_ids import trace_fields
 from inference_farm.runtime.codec import InferRequest, pack, validate
 
 log = logging.getLogger(__name__)
@@ -83,9 +85,10 @@ def submit(
         error.retry_after = 5
         raise error
     if watch.depth(queue) >= max_queue_length:
+        rate_limited("queue_full")
         full = f"the queue of model {prepared.model!r} is full ({max_queue_length} jobs waiting)"
         raise RateLimited(full)
-    payload = {**prepared.payload, "deadline": deadline, "job_id": task_id}
+    payload = {**prepared.payload, "deadline": deadline, "job_id": task_id, **trace_fields()}
     try:
         result = celery.send_task(
             INFER_TASK,

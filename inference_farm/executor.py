@@ -9,6 +9,7 @@ from typing import Any
 from inference_farm.errors import FarmError, InvalidInput
 from inference_farm.registry.db import utcnow
 from inference_farm.registry.models import FINISHED_JOB_STATUSES, Job
+from inference_farm.worker_metrics import report_job
 from inference_farm.worker_state import WorkerState
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,14 @@ def failure(message: str, status: int) -> dict[str, Any]:
 
 
 def execute(state: WorkerState, payload: dict[str, Any], task_id: str) -> dict[str, Any]:
-    """Run one infer payload and return the reply; never raises."""
+    """Run one infer payload and return the reply; never raises. Logs and counts the job."""
+    received = time.time()
+    reply = _execute(state, payload, task_id)
+    report_job(state.settings.worker_device, payload, task_id, reply, received)
+    return reply
+
+
+def _execute(state: WorkerState, payload: dict[str, Any], task_id: str) -> dict[str, Any]:
     refused = _admit(state, payload, task_id)
     if refused is not None:
         return refused
@@ -109,6 +117,7 @@ def run(state: WorkerState, payload: dict[str, Any]) -> dict[str, Any]:
     from inference_farm.runtime.codec import for_onnxruntime, pack_outputs, unpack
 
     version, session, signature = state.serving(payload["model"], payload["version"])
+    decoding = time.perf_counter()
     feeds = {name: for_onnxruntime(unpack(p), name) for name, p in payload["inputs"].items()}
     names = [arg.name for arg in session.get_outputs()]
     wanted = payload.get("outputs") or names
@@ -117,6 +126,11 @@ def run(state: WorkerState, payload: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput(f"unknown output {unknown[0]!r}: the model has {', '.join(names)}")
     started = time.perf_counter()
     results = session.run(wanted, feeds)
-    compute_ms = (time.perf_counter() - started) * 1000
+    encoding = time.perf_counter()
     outputs = pack_outputs(dict(zip(wanted, results, strict=True)), signature.get("outputs", []))
-    return {"ok": True, "model_version": version, "outputs": outputs, "compute_ms": compute_ms}
+    timings = {
+        "decode_ms": (started - decoding) * 1000,
+        "compute_ms": (encoding - started) * 1000,
+        "encode_ms": (time.perf_counter() - encoding) * 1000,
+    }
+    return {"ok": True, "model_version": version, "outputs": outputs, **timings}

@@ -56,7 +56,7 @@ def _upload_limit() -> None:
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API for settings (default: the process settings)."""
-    from inference_farm.api import infer, jobs, keys, models, repository, server, workers
+    from inference_farm.api import infer, jobs, keys, metrics, models, repository, server, workers
     from inference_farm.api.auth import authenticate
 
     settings = settings or get_settings()
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     queues = QueueWatch(celery, settings.broker_url or "")
     app.extensions["farm"] = Farm(settings, db, celery, store, queues, Limiter(settings))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    metrics.install(app, settings)  # first: refused requests are counted and traced too
     app.before_request(authenticate)
     app.before_request(_upload_limit)
     app.teardown_appcontext(lambda _exc: db.remove())
