@@ -88,9 +88,10 @@ def test_api_and_worker_metrics_count_the_requests_made(
     worker_url = f"http://127.0.0.1:{port}/metrics"
     http = httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {admin_key}"})
     try:
+        # Up before the upload, so that the worker hears the new model's announcement.
+        assert wait_for(lambda: _answers(worker_url), timeout=60)
         assert upload(api, "tiny", model_bytes(onnx_models.tiny_mlp())).status_code == 202
         assert settled(api, "tiny", "1.0.0")["status"] == "ready"
-        assert wait_for(lambda: _answers(worker_url), timeout=30)
         [listed] = api.get("/v1/workers").get_json()["workers"]
         assert listed["metrics_port"] == port and listed["last_heartbeat"]
         api_before = _scrape(f"{api_url}/metrics", headers=http.headers)
@@ -156,6 +157,7 @@ def test_api_and_worker_metrics_count_the_requests_made(
 def test_jobs_by_status_and_rate_limit_rejections(
     api: FlaskClient, farm_settings: Settings, worker: subprocess.Popen
 ) -> None:
+    assert wait_for(lambda: api.get("/v1/workers").get_json()["workers"], timeout=60)
     assert upload(api, "tiny", model_bytes(onnx_models.tiny_mlp())).status_code == 202
     assert settled(api, "tiny", "1.0.0")["status"] == "ready"
     before = parse(api.get("/metrics").get_data(as_text=True))
