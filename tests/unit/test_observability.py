@@ -86,3 +86,22 @@ def test_report_job_counts_and_logs_one_line(caplog: pytest.LogCaptureFixture) -
         "error": None,
     }  # fmt: skip
     assert (second["outcome"], second["error"], second["batch_size"]) == ("expired", "late", None)
+
+
+def test_the_grafana_dashboard_uses_only_metrics_the_farm_exports() -> None:
+    import re
+    from pathlib import Path
+
+    from inference_farm import metrics  # noqa: F401  (defines the API's metrics)
+
+    dashboard = Path(__file__).parents[2] / "configs" / "grafana-dashboard.json"
+    used = set(re.findall(r"inference_farm_[a-z_]+", dashboard.read_text(encoding="utf-8")))
+    # Read at scrape time by collectors, so not in the registry here.
+    exported = {"inference_farm_queue_depth", "inference_farm_jobs"}
+    exported |= {f"inference_farm_gpu_memory_{kind}_bytes" for kind in ("used", "total")}
+    for family in REGISTRY.collect():
+        exported |= {sample.name for sample in family.samples} | {family.name}
+    for name in list(exported):
+        for suffix in ("_bucket", "_sum", "_count", "_total"):
+            exported.add(name + suffix)
+    assert used and used <= exported, sorted(used - exported)
