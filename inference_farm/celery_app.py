@@ -15,6 +15,8 @@ from inference_farm.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 CONTROL_QUEUE = celeryconfig.CONTROL_QUEUE
+# What a worker imports at start: the tasks, and its metrics and heartbeat hooks.
+WORKER_MODULES = ["inference_farm.tasks", "inference_farm.worker_hooks"]
 NO_BROKER = (
     "no broker configured: set INFERENCE_FARM_BROKER_URL, "
     "or run `inference-farm up`, which starts its own Redis"
@@ -31,7 +33,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     if not settings.broker_url:
         raise SettingsError(NO_BROKER)
-    celery = Celery("inference_farm", include=["inference_farm.tasks"])
+    celery = Celery("inference_farm", include=WORKER_MODULES)
     celery.conf.update(celeryconfig.build(settings))
     celery.conf.farm_settings = settings
     return celery
@@ -41,7 +43,8 @@ def create_celery(settings: Settings | None = None) -> Celery:
 def _setup_logging(**_kwargs: Any) -> None:
     from inference_farm.logs import configure_logging
 
-    configure_logging(get_settings().log_level)
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
 
 
 def __getattr__(name: str) -> Any:

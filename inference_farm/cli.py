@@ -28,7 +28,7 @@ def _settings() -> Settings:
     from inference_farm.logs import configure_logging
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return settings
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import sys
@@ -301,17 +302,34 @@ def _overview(client: Any) -> dict[str, Any]:
     }
 
 
+def _heard(worker: dict[str, Any]) -> str:
+    """How long ago the worker's last heartbeat was, as `heartbeat 3s ago`."""
+    if not worker.get("last_heartbeat"):
+        return "no heartbeat"
+    moment = dt.datetime.fromisoformat(worker["last_heartbeat"])
+    age = (dt.datetime.now(dt.timezone.utc) - moment).total_seconds()
+    return f"heartbeat {max(age, 0):.0f}s ago"
+
+
+def _worker_line(worker: dict[str, Any]) -> str:
+    """One worker: hostname, device, queues, loaded sessions with their memory, heartbeat."""
+    queues = ", ".join(f"{q['name']} ({q['depth']} waiting)" for q in worker["queues"]) or "-"
+    loaded = ", ".join(
+        f"{s['name']} {s['version']} ({s['bytes'] / 2**20:.1f} MiB)" for s in worker["sessions"]
+    )
+    return (
+        f"{worker['hostname']} [{worker['device']}] queues: {queues}; loaded: {loaded or '-'}; "
+        f"{_heard(worker)}"
+    )
+
+
 def _print_overview(view: dict[str, Any]) -> None:
     health = view["health"]
     checks = ", ".join(f"{k} {v}" for k, v in health.get("checks", {}).items())
     click.echo(f"farm: {'ready' if health['ready'] else 'NOT READY'} ({checks})")
     click.echo(f"workers: {len(view['workers'])}")
     for worker in view["workers"]:
-        queues = ", ".join(f"{q['name']} ({q['depth']} waiting)" for q in worker["queues"])
-        loaded = ", ".join(f"{s['name']} {s['version']}" for s in worker["sessions"]) or "-"
-        click.echo(
-            f"  {worker['hostname']} [{worker['device']}] queues: {queues}; loaded: {loaded}"
-        )
+        click.echo("  " + _worker_line(worker))
     click.echo(f"models: {len(view['models'])}")
     for model in view["models"]:
         states = ", ".join(f"{v['version']} {v['status']}" for v in model["versions"]) or "-"

@@ -16,6 +16,7 @@ from celery import Celery
 from inference_farm import dataplane
 from inference_farm.errors import DeadlineExceeded, FarmError, error_for_status
 from inference_farm.queues import QueueWatch
+from inference_farm.request_ids import trace_fields
 
 log = logging.getLogger(__name__)
 BATCH_TASK = "farm.infer_batch"
@@ -32,6 +33,7 @@ class _Waiter:
     reply: dict[str, Any] | None = None
     error: FarmError | None = None
     task_id: str | None = None
+    trace: dict[str, Any] = field(default_factory=trace_fields)  # taken on the request's thread
 
     def settle(self, reply: dict[str, Any] | None, error: FarmError | None) -> None:
         """Hand the request its reply or (its own copy of) the error, and wake it."""
@@ -118,7 +120,7 @@ class Coalescer:
         payload = {
             "model": lane.model,
             "version": lane.version,
-            "requests": [{**w.prepared.item, "deadline": w.deadline} for w in batch],
+            "requests": [{**w.prepared.item, "deadline": w.deadline, **w.trace} for w in batch],
         }
         shapes = batch[0].prepared.shapes
         return dataplane.publish(

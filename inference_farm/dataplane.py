@@ -20,8 +20,10 @@ from inference_farm.errors import (
     Unavailable,
     error_for_status,
 )
+from inference_farm.metrics import rate_limited
 from inference_farm.queues import QueueWatch
 from inference_farm.registry.cached import RegistryCache
+from inference_farm.request_ids import trace_fields
 from inference_farm.runtime.codec import InferRequest, pack, validate
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,7 @@ def submit(
     task_id: str | None = None,
 ) -> str:
     """Queue the request on its model's queue; the task id. 503 if no worker, 429 if full."""
-    payload = {**prepared.payload, "deadline": deadline, "job_id": task_id}
+    payload = {**prepared.payload, "deadline": deadline, "job_id": task_id, **trace_fields()}
     argsrepr = f"({prepared.model!r}, {prepared.version!r}, {prepared.shapes!r})"
     return publish(
         celery, watch, INFER_TASK, payload, prepared.model, deadline, max_queue_length,
@@ -121,6 +123,7 @@ def publish(
         error.retry_after = 5
         raise error
     if watch.depth(queue) >= max_queue_length:
+        rate_limited("queue_full")
         raise RateLimited(f"the queue of model {model!r} is full ({max_queue_length} jobs waiting)")
     try:
         result = celery.send_task(

@@ -11,6 +11,7 @@ from inference_farm.errors import FarmError, InvalidInput
 from inference_farm.registry.cached import Served
 from inference_farm.registry.db import utcnow
 from inference_farm.registry.models import FINISHED_JOB_STATUSES, Job
+from inference_farm.worker_metrics import report_job
 from inference_farm.worker_state import WorkerState
 
 log = logging.getLogger(__name__)
@@ -24,20 +25,28 @@ def failure(message: str, status: int) -> dict[str, Any]:
 
 
 def execute(state: WorkerState, payload: dict[str, Any], task_id: str) -> dict[str, Any]:
-    """Run one infer payload and return the reply; never raises."""
-    refused = _admit(state, payload, task_id)
-    if refused is not None:
-        return refused
-    return run_many(state, payload["model"], payload["version"], [payload])[0]
+    """Run one infer payload and return the reply; never raises. Logs and counts the job."""
+    received = time.time()
+    reply = _admit(state, payload, task_id)
+    if reply is None:
+        reply = run_many(state, payload["model"], payload["version"], [payload])[0]
+    report_job(state.settings.worker_device, payload, task_id, reply, received)
+    return reply
 
 
 def execute_batch(state: WorkerState, payload: dict[str, Any], task_id: str) -> dict[str, Any]:
     """Run a coalesced payload of several requests; one reply each, in order; never raises."""
+    received = time.time()
+    requests = payload.get("requests") or []
     refused = _cap_refusal(state, _count_delivery(state, task_id))
     if refused is not None:
-        return refused
-    requests = payload.get("requests") or []
-    return {"ok": True, "replies": run_many(state, payload["model"], payload["version"], requests)}
+        replies = [refused for _ in requests]
+    else:
+        replies = run_many(state, payload["model"], payload["version"], requests)
+    where = {"model": payload.get("model"), "version": payload.get("version")}
+    for item, reply in zip(requests, replies, strict=True):
+        report_job(state.settings.worker_device, {**item, **where}, task_id, reply, received)
+    return refused or {"ok": True, "replies": replies}
 
 
 def _admit(state: WorkerState, payload: dict[str, Any], task_id: str) -> dict | None:
@@ -128,25 +137,27 @@ def run_many(
         return [failure(f"the model could not be loaded: {exc}", 500) for _ in items]
     batcher = state.batcher_for(found)
     started = [_begin(found, session, batcher, item) for item in items]
-    return [_finish(found, begun) for begun in started]
+    return [_finish(found, begun, decode_s) for begun, decode_s in started]
 
 
-def _begin(found: Served, session: Any, batcher: Any, item: dict[str, Any]) -> Any:
-    """The request under way (a Future), or the reply of one that cannot run."""
+def _begin(found: Served, session: Any, batcher: Any, item: dict[str, Any]) -> tuple[Any, float]:
+    """The request under way (a Future), or the reply of one that cannot run; decode time."""
     from inference_farm.runtime.batcher import Request, run_alone, stackable
 
     deadline = item.get("deadline")
     if deadline is not None and time.time() > deadline:
-        return {**failure("the job expired before a worker could run it", 504), "expired": True}
+        return {**failure("the job expired before a worker could run it", 504), "expired": True}, 0
+    decoding = time.perf_counter()
     try:
         request = Request(session, *_decode(session, item), deadline=deadline)
+        decode_s = time.perf_counter() - decoding
         if batcher is not None and stackable(request):
-            return batcher.submit(request)
+            return batcher.submit(request), decode_s
         done: Future = Future()
         done.set_result(run_alone(request))
-        return done
+        return done, decode_s
     except Exception as exc:
-        return _failed_run(exc)
+        return _failed_run(exc), time.perf_counter() - decoding
 
 
 def _decode(session: Any, item: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -162,14 +173,15 @@ def _decode(session: Any, item: dict[str, Any]) -> tuple[dict[str, Any], list[st
     return feeds, list(wanted)
 
 
-def _finish(found: Served, begun: Any) -> dict[str, Any]:
-    """The reply of a request under way: its packed outputs, or its error."""
+def _finish(found: Served, begun: Any, decode_s: float) -> dict[str, Any]:
+    """The reply of a request under way: its packed outputs and timings, or its error."""
     from inference_farm.runtime.codec import pack_outputs
 
     if isinstance(begun, dict):
         return begun
     try:
         outcome = begun.result()
+        encoding = time.perf_counter()
         outputs = dict(zip(outcome.wanted, outcome.outputs, strict=True))
         packed = pack_outputs(outputs, found.signature.get("outputs", []))
     except Exception as exc:
@@ -178,7 +190,9 @@ def _finish(found: Served, begun: Any) -> dict[str, Any]:
         "ok": True,
         "model_version": found.version,
         "outputs": packed,
+        "decode_ms": decode_s * 1000,
         "compute_ms": outcome.compute_s * 1000,
+        "encode_ms": (time.perf_counter() - encoding) * 1000,
         "batch_size": outcome.batch_size,
     }
 

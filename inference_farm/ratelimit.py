@@ -10,6 +10,7 @@ from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from inference_farm import metrics
 from inference_farm.errors import RateLimited
 from inference_farm.registry.models import ApiKey
 from inference_farm.settings import Settings
@@ -53,6 +54,7 @@ class Limiter:
                 log.warning("rate limit storage unavailable: %s", exc)
                 return
             if not allowed:
+                metrics.rate_limited("key_rate")
                 reset = self.strategy.get_window_stats(item, NAMESPACE, str(key.id)).reset_time
                 error = RateLimited(
                     f"this key is over its rate limit ({rate:g} requests per second, "

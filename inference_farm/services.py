@@ -8,8 +8,10 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from inference_farm import multiproc
 from inference_farm.celery_app import CONTROL_QUEUE, create_celery, model_queue
-from inference_farm.errors import SettingsError
+from inference_farm.errors import SettingsError, Unavailable
+from inference_farm.health import check_redis
 from inference_farm.registry import Database
 from inference_farm.registry.migrate import ensure_current
 from inference_farm.settings import Settings
@@ -44,6 +46,7 @@ class _Gunicorn(BaseApplication):
             "loglevel": s.log_level.lower(),
             "accesslog": None,
             "proc_name": "inference-farm-api",
+            "child_exit": _child_exit,
         }
         if s.tls_cert and s.tls_key:
             options.update(certfile=str(s.tls_cert), keyfile=str(s.tls_key))
@@ -56,9 +59,14 @@ class _Gunicorn(BaseApplication):
         return create_app(self.settings)
 
 
+def _child_exit(_server: Any, worker: Any) -> None:
+    multiproc.mark_dead(worker.pid)
+
+
 def run_api(settings: Settings) -> None:
     """Serve the REST API with gunicorn (HTTPS when a certificate is set) until stopped."""
     create_celery(settings)  # fails early when no broker is configured
+    multiproc.prepare("api")  # before the app loads prometheus_client
     for path in (settings.tls_cert, settings.tls_key):
         if path is not None and not path.is_file():
             raise SettingsError(f"the TLS file {path} does not exist")
@@ -91,6 +99,7 @@ def run_worker(
     check_registry(settings)
     celery.conf.farm_all_models = all_models
     queues = worker_queues(settings, models or [], all_models)
+    multiproc.prepare("worker")  # before the tasks load prometheus_client
     # Threads, not prefork: one session cache per worker, which control commands can reach.
     argv = ["worker", "--pool", "threads", "--concurrency", str(_concurrency(settings))]
     argv += ["--queues", ",".join(queues), "--loglevel", settings.log_level]
@@ -103,8 +112,11 @@ def _concurrency(settings: Settings) -> int:
 
 
 def run_flower(settings: Settings) -> None:
-    """Run Flower against the farm's broker until stopped."""
+    """Run Flower against the farm's broker until stopped; Unavailable if it does not answer."""
     celery = create_celery(settings)
+    broker = check_redis(settings.broker_url or "", settings.health_timeout)
+    if broker != "ok":
+        raise Unavailable(f"Flower needs the broker, and it does not answer: {broker}")
     argv = ["flower", f"--port={settings.flower_port}", f"--address={settings.api_host}"]
     if settings.flower_basic_auth:
         argv.append(f"--basic_auth={settings.flower_basic_auth}")

@@ -60,7 +60,9 @@ class Settings(BaseModel):
     worker_concurrency: int | None = Field(
         None, ge=1, description="Worker processes; default: the number of CPUs."
     )
-    api_host: str = Field("127.0.0.1", description="Address the API binds to.")
+    api_host: str = Field(
+        "127.0.0.1", description="Address the API, Flower and worker metrics bind to."
+    )
     api_port: int = Field(8000, ge=1, le=65535, description="Port of the API.")
     api_workers: int = Field(2, ge=1, description="gunicorn worker processes.")
     api_threads: int = Field(8, ge=1, description="Threads per gunicorn worker.")
@@ -137,11 +139,25 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of every process."
     )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text, or as one JSON object each."
+    )
+    metrics_scope: Literal["open", "metrics", "admin"] = Field(
+        "metrics", description="Who may scrape the API's /metrics: anyone, or keys with the scope."
+    )
+    worker_metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port of a worker's Prometheus metrics; 0: none."
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", "metrics_scope", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("broker_url", "result_backend")
     @classmethod

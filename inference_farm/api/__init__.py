@@ -67,7 +67,7 @@ def _forget_registry_reads(response: Response) -> Response:
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API for settings (default: the process settings)."""
-    from inference_farm.api import infer, jobs, keys, models, repository, server, workers
+    from inference_farm.api import infer, jobs, keys, metrics, models, repository, server, workers
     from inference_farm.api.auth import authenticate
 
     settings = settings or get_settings()
@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings, db, celery, store, queues, Limiter(settings), registry, coalescer
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    metrics.install(app, settings)  # first: refused requests are counted and traced too
     app.before_request(authenticate)
     app.before_request(_upload_limit)
     app.after_request(_forget_registry_reads)

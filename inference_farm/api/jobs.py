@@ -11,11 +11,13 @@ from flask import request, url_for
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate
 
-from inference_farm import dataplane
+from inference_farm import dataplane, request_ids
 from inference_farm.api import farm
 from inference_farm.api.auth import check_model, current_key, is_admin, scope
+from inference_farm.api.metrics import note_model
 from inference_farm.celery_app import model_queue
 from inference_farm.errors import Conflict, InvalidInput, NotFound, RateLimited
+from inference_farm.metrics import rate_limited
 from inference_farm.registry.db import utcnow
 from inference_farm.registry.jobs import add_job, count_unfinished, find_jobs
 from inference_farm.registry.models import FINISHED_JOB_STATUSES, JOB_STATUSES, Job
@@ -65,6 +67,7 @@ def _load(schema: Schema, body: Any) -> dict:
 
 def _prepare(item: dict) -> tuple[dataplane.Prepared, dict]:
     check_model(item["model"])
+    note_model(item["model"])
     document = {k: item[k] for k in ("inputs", "outputs", "parameters") if k in item}
     limit = farm().settings.max_tensor_elements
     parsed = parse_document(document, max_elements=limit)
@@ -79,7 +82,7 @@ def _enqueue(prepared: dataplane.Prepared, item: dict, batch_id: str | None) -> 
     job = add_job(
         context.db.session(), "infer", prepared.model, model_queue(prepared.model),
         version=prepared.version, priority=item["priority"], batch_id=batch_id,
-        api_key_id=key.id if key else None,
+        api_key_id=key.id if key else None, request_id=request_ids.current(),
     )  # fmt: skip
     try:
         dataplane.submit(
@@ -138,6 +141,7 @@ def _check_queued_cap(adding: int) -> None:
         return
     pending = count_unfinished(farm().db.session(), key.id)
     if pending + adding > cap:
+        rate_limited("jobs_per_key")
         raise RateLimited(f"this key has {pending} unfinished jobs; it may have at most {cap}")
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+import redis
 from flask_smorest import Blueprint
 
+from inference_farm import heartbeat
 from inference_farm.api import farm
 from inference_farm.api.auth import scope
 from inference_farm.errors import Unavailable
@@ -25,21 +28,44 @@ def _ask(celery: Any) -> tuple[dict, dict]:
     return queues, caches
 
 
+def _heartbeats(client: redis.Redis) -> dict[str, dict]:
+    try:
+        return heartbeat.read_all(client)
+    except redis.RedisError as exc:
+        raise Unavailable(f"could not read the workers' heartbeats: {exc}") from None
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _describe(host: str, names: list[str], cache: dict, beat: dict) -> dict[str, Any]:
+    sessions = cache.get("entries", [])
+    port = beat.get("metrics_port")
+    return {
+        "hostname": host,
+        "pid": beat.get("pid"),
+        "queues": [{"name": n, "depth": farm().queues.depth(n)} for n in names],
+        "device": cache.get("device") or beat.get("device"),
+        "sessions": sessions,
+        "loaded_bytes": sum(int(s.get("bytes", 0)) for s in sessions),
+        "cache": cache.get("stats", {}),
+        "last_heartbeat": _iso(beat.get("at")),
+        "metrics_port": port,
+    }
+
+
 @blp.route("", methods=["GET"])
 @scope("models:read")
 def workers() -> Any:
-    """Live workers: hostname, queues with their depth, device and loaded sessions"""
+    """Live workers: hostname, queues with their depth, device, loaded sessions, last heartbeat"""
     context = farm()
     queues, caches = _ask(context.celery)
+    beats = _heartbeats(context.queues.redis)
     listed = []
-    for host in sorted(set(queues) | set(caches)):
+    for host in sorted(set(queues) | set(caches) | set(beats)):
         names = sorted(queue["name"] for queue in queues.get(host, []))
-        cache = caches.get(host, {})
-        listed.append({
-            "hostname": host,
-            "queues": [{"name": n, "depth": context.queues.depth(n)} for n in names],
-            "device": cache.get("device"),
-            "sessions": cache.get("entries", []),
-            "cache": cache.get("stats", {}),
-        })  # fmt: skip
+        listed.append(_describe(host, names, caches.get(host, {}), beats.get(host, {})))
     return {"workers": listed}

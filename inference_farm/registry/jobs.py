@@ -67,3 +67,10 @@ def count_unfinished(session: Session, api_key_id: int) -> int:
         Job.api_key_id == api_key_id, Job.status.in_(("queued", "running"))
     )
     return int(session.scalar(query) or 0)
+
+
+def count_by_status(session: Session) -> list[tuple[str, str, str, int]]:
+    """(kind, model, status, jobs) for every combination that has job records."""
+    columns = (Job.kind, Job.model_name, Job.status)
+    query = select(*columns, func.count()).group_by(*columns)
+    return [(kind, model, status, int(n)) for kind, model, status, n in session.execute(query)]

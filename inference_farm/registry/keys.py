@@ -16,7 +16,7 @@ from inference_farm.errors import InvalidInput
 from inference_farm.registry.db import utcnow
 from inference_farm.registry.models import ApiKey
 
-SCOPES = ("infer", "jobs", "models:read", "models:write", "keys:admin", "admin")
+SCOPES = ("infer", "jobs", "models:read", "models:write", "keys:admin", "metrics", "admin")
 TOKEN_MARK = "ifk"  # noqa: S105 (a marker, not a secret)
 PREFIX_CHARS = string.ascii_lowercase + string.digits
 PREFIX_LENGTH = 8

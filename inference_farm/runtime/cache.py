@@ -12,6 +12,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any
 
+from inference_farm import worker_metrics
 from inference_farm.runtime.memory import release_freed_memory, rss_bytes
 
 log = logging.getLogger(__name__)
@@ -82,12 +83,14 @@ class SessionCache:
             pending = self._loading.get(key)
             if entry is not None or pending is not None:
                 self._stats.hits += 1
+                worker_metrics.cache_event("hits", *key)
             if entry is not None:
                 entry.last_used = self._clock()
                 self._entries.move_to_end(key)
                 return entry.session
             if pending is None:
                 self._stats.misses += 1
+                worker_metrics.cache_event("misses", *key)
                 pending = self._loading[key] = Future()
                 owner = True
             else:
@@ -125,6 +128,7 @@ class SessionCache:
             release_freed_memory()
             nbytes = max(size, rss_bytes() - before)
         elapsed_ms = (time.perf_counter() - started) * 1000
+        worker_metrics.observe_load(*key, elapsed_ms / 1000)
         log.info("loaded %s version %s in %.0f ms (%.1f MiB)", *key, elapsed_ms, nbytes / MIB)
         return session, nbytes
 
@@ -137,6 +141,7 @@ class SessionCache:
                 self._stale.discard(pending)
                 return
             self._entries[key] = _Entry(session, nbytes, self._clock())
+            worker_metrics.observe_loaded(*key, nbytes)
             victims = self._evict_over_limits(keep=key)
         self._unload(victims)
 
@@ -170,6 +175,8 @@ class SessionCache:
     def _pop_lru(self, why: str) -> _Entry:
         key, entry = self._entries.popitem(last=False)
         self._stats.evictions += 1
+        worker_metrics.cache_event("evictions", *key)
+        worker_metrics.observe_loaded(*key, 0)
         log.info("evicting %s version %s (%s)", *key, why)
         return entry
 
@@ -185,7 +192,10 @@ class SessionCache:
     def _remove(self, keys: list[Key]) -> int:
         """Unload the given keys and forget pending loads of them; the number unloaded."""
         with self._lock:
-            victims = [self._entries.pop(key) for key in keys if key in self._entries]
+            removed = [key for key in keys if key in self._entries]
+            victims = [self._entries.pop(key) for key in removed]
+            for key in removed:
+                worker_metrics.observe_loaded(*key, 0)
             for key in keys:
                 if key in self._loading:
                     self._stale.add(self._loading[key])
@@ -215,6 +225,8 @@ class SessionCache:
             victims = [self._entries.pop(key) for key in keys]
             self._stats.evictions += len(victims)
         for key in keys:
+            worker_metrics.cache_event("evictions", *key)
+            worker_metrics.observe_loaded(*key, 0)
             log.info("unloading %s version %s (idle)", *key)
         self._unload(victims)
         return keys

@@ -78,3 +78,23 @@ def test_outage_gives_503_and_service_recovers(
         assert worker.poll() is None
     finally:
         stop_group(worker)
+
+
+def test_readiness_goes_false_with_redis_and_true_once_it_is_back(
+    private_redis: Redis, farm_env: dict[str, str]
+) -> None:
+    env = {**farm_env, "INFERENCE_FARM_BROKER_URL": private_redis.url}
+    api = client_for(load_settings(env=env))
+
+    def ready() -> tuple[int, dict]:
+        response = api.get("/v2/health/ready")
+        return response.status_code, response.get_json()
+
+    assert ready() == (200, {"ready": True, "checks": {"database": "ok", "broker": "ok"}})
+    private_redis.stop()
+    status, body = ready()
+    assert (status, body["ready"], body["checks"]["database"]) == (503, False, "ok")
+    assert body["checks"]["broker"].startswith(f"cannot reach {private_redis.url}")
+    private_redis.start()
+    assert wait_for(lambda: ready()[0] == 200, timeout=30, interval=0.5)
+    assert ready()[1]["ready"] is True
