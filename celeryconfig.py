@@ -39,8 +39,11 @@ def build(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": settings.worker_prefetch_multiplier,
         "worker_concurrency": settings.worker_concurrency,
         "task_track_started": True,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Task events cost a worker three publishes per job; Flower turns them on while it runs.
+        "worker_send_task_events": settings.task_events,
+        # No task-sent event: it doubles the cost of publishing a job (measured 1.35 ms
+        # against 0.82 ms per send_task), and Flower sees each job from the worker's events.
+        "task_send_sent_event": False,
         "result_expires": settings.result_expires,
         "result_extended": True,
         "broker_transport_options": broker,

@@ -6,8 +6,9 @@ import copy
 import logging
 import threading
 import time
+import uuid
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,11 +17,11 @@ from celery import Celery
 from inference_farm import dataplane
 from inference_farm.errors import DeadlineExceeded, FarmError, error_for_status
 from inference_farm.queues import QueueWatch
+from inference_farm.replies import Inbox
 from inference_farm.request_ids import trace_fields
 
 log = logging.getLogger(__name__)
 BATCH_TASK = "farm.infer_batch"
-COLLECTORS = 64  # threads that wait for coalesced jobs' results, shared by every model
 
 
 @dataclass(eq=False)
@@ -61,9 +62,9 @@ class Coalescer:
     ) -> None:
         self.celery, self.watch = celery, watch
         self.max_inflight, self.max_queue_length = max_inflight, max_queue_length
+        self.inbox = Inbox(celery.conf.broker_url or "")
         self._lanes: dict[tuple[str, str, int], _Lane] = {}
         self._lock = threading.Lock()
-        self._collectors = ThreadPoolExecutor(COLLECTORS, thread_name_prefix="coalesce")
 
     def infer(self, prepared: dataplane.Prepared, deadline: float, priority: int) -> dict:
         """The worker's reply to one request, sent along with whatever else is waiting."""
@@ -102,49 +103,52 @@ class Coalescer:
         return batch
 
     def _send(self, lane: _Lane, batch: list[_Waiter]) -> None:
-        """Publish batch as one job and have a collector wait for it; on to the next if the
+        """Publish batch as one job whose reply comes to the inbox; on to the next batch if the
         job cannot be published."""
         while batch:
             deadline = max(waiter.deadline for waiter in batch)
-            try:
-                task_id = self._publish(lane, batch, deadline)
-            except FarmError as exc:
-                batch = self._settle_all(lane, batch, exc)
-                continue
+            task_id = uuid.uuid4().hex
             for waiter in batch:
                 waiter.task_id = task_id
-            self._collectors.submit(self._collect, lane, batch, task_id, deadline)
-            return
+            self.inbox.expect(task_id, deadline, self._on_reply(lane, batch))
+            try:
+                self._publish(lane, batch, deadline, task_id)
+                return
+            except FarmError as exc:
+                self.inbox.forget(task_id)
+                batch = self._settle_all(lane, batch, exc)
 
-    def _publish(self, lane: _Lane, batch: list[_Waiter], deadline: float) -> str:
+    def _publish(self, lane: _Lane, batch: list[_Waiter], deadline: float, task_id: str) -> None:
         payload = {
             "model": lane.model,
             "version": lane.version,
+            "reply_to": self.inbox.key,
             "requests": [{**w.prepared.item, "deadline": w.deadline, **w.trace} for w in batch],
         }
         shapes = batch[0].prepared.shapes
-        return dataplane.publish(
+        dataplane.publish(
             self.celery, self.watch, BATCH_TASK, payload, lane.model, deadline,
-            self.max_queue_length, priority=lane.priority,
+            self.max_queue_length, priority=lane.priority, task_id=task_id, ignore_result=True,
             argsrepr=f"({lane.model!r}, {lane.version!r}, {len(batch)} x {shapes!r})",
         )  # fmt: skip
 
-    def _collect(self, lane: _Lane, batch: list[_Waiter], task_id: str, deadline: float) -> None:
-        """Wait for a job's replies, hand each request its own, then send what waited."""
-        try:
-            reply = dataplane.wait_reply(self.celery, task_id, deadline)
-            replies = _replies(reply, len(batch))
-        except FarmError as exc:
-            self._send(lane, self._settle_all(lane, batch, exc))
-            return
-        except Exception as exc:  # a collector must always release its lane
-            log.exception("collecting job %s failed", task_id)
-            error = error_for_status(500, f"collecting the job's result failed: {exc}")
-            self._send(lane, self._settle_all(lane, batch, error))
-            return
-        for waiter, one in zip(batch, replies, strict=True):
-            waiter.settle(one, None)
-        self._send(lane, self._release(lane))
+    def _on_reply(self, lane: _Lane, batch: list[_Waiter]) -> Callable[[Any, Any], None]:
+        """What the inbox calls with the job's reply, or with the error of a job that never
+        answered: hand each request its own reply, then send what waited meanwhile."""
+
+        def settle(reply: Any, error: FarmError | None) -> None:
+            try:
+                replies = _replies(reply, len(batch)) if error is None else None
+            except FarmError as exc:
+                replies, error = None, exc
+            if replies is None:
+                self._send(lane, self._settle_all(lane, batch, error))
+                return
+            for waiter, one in zip(batch, replies, strict=True):
+                waiter.settle(one, None)
+            self._send(lane, self._release(lane))
+
+        return settle
 
     def _settle_all(self, lane: _Lane, batch: list[_Waiter], error: FarmError) -> list[_Waiter]:
         """Give every request of batch the error; the next batch to send, if any."""

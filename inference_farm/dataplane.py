@@ -115,6 +115,7 @@ def publish(
     priority: int,
     argsrepr: str,
     task_id: str | None = None,
+    ignore_result: bool = False,
 ) -> str:
     """Send task with payload to model's queue; the task id. 503 if no worker, 429 if full."""
     queue = model_queue(model)
@@ -135,6 +136,7 @@ def publish(
             expires=deadline,
             argsrepr=argsrepr,
             kwargsrepr="{}",
+            ignore_result=ignore_result,  # no result-backend subscription for the job
         )
     except Exception as exc:
         reason = f"could not queue the request: the broker did not answer ({exc})"

@@ -103,7 +103,9 @@ def run_worker(
     # Threads, not prefork: one session cache per worker, which control commands can reach.
     argv = ["worker", "--pool", "threads", "--concurrency", str(_concurrency(settings))]
     argv += ["--queues", ",".join(queues), "--loglevel", settings.log_level]
-    argv += ["--hostname", f"farm-{os.getpid()}@%h", "--without-mingle", "--task-events"]
+    argv += ["--hostname", f"farm-{os.getpid()}@%h", "--without-mingle"]
+    if settings.task_events:
+        argv.append("--task-events")
     celery.worker_main(argv)
 
 
@@ -120,4 +122,6 @@ def run_flower(settings: Settings) -> None:
     argv = ["flower", f"--port={settings.flower_port}", f"--address={settings.api_host}"]
     if settings.flower_basic_auth:
         argv.append(f"--basic_auth={settings.flower_basic_auth}")
+    # Flower turns task events on every few seconds; once now, so it sees the next job.
+    celery.control.enable_events()
     celery.start(argv)

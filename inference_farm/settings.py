@@ -65,7 +65,12 @@ class Settings(BaseModel):
     )
     api_port: int = Field(8000, ge=1, le=65535, description="Port of the API.")
     api_workers: int = Field(2, ge=1, description="gunicorn worker processes.")
-    api_threads: int = Field(8, ge=1, description="Threads per gunicorn worker.")
+    api_threads: int = Field(
+        32, ge=1, description="Threads per gunicorn worker: requests each serves at once."
+    )
+    task_events: bool = Field(
+        False, description="Workers send task events from the start; Flower turns them on."
+    )
     flower_port: int = Field(5555, ge=1, le=65535, description="Port of Flower.")
     flower_basic_auth: str | None = Field(
         None, description="user:password that Flower requires; unset: no auth."

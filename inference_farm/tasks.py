@@ -110,12 +110,15 @@ def infer(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
     return execute(worker_state(), payload, self.request.id)
 
 
-@shared_task(name="farm.infer_batch", bind=True)
-def infer_batch(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
-    """Run several coalesced requests for one model version; one reply each."""
+@shared_task(name="farm.infer_batch", bind=True, ignore_result=True)
+def infer_batch(self: Any, payload: dict[str, Any]) -> None:
+    """Run several coalesced requests for one model version; push one reply each to reply_to."""
     from inference_farm.executor import execute_batch
+    from inference_farm.replies import send_reply
 
-    return execute_batch(worker_state(), payload, self.request.id)
+    state = worker_state()
+    reply = execute_batch(state, payload, self.request.id)
+    send_reply(state.redis, str(payload.get("reply_to")), self.request.id, reply)
 
 
 def _serves(consumer: Any, name: str) -> bool:

@@ -108,7 +108,7 @@ def _require_cuda(session: Any, device: str) -> None:
         )
 
 
-def session_options(intra_op_threads: int) -> Any:
+def session_options(intra_op_threads: int, spinning: bool = False) -> Any:
     """SessionOptions for serving: bounded threads, full graph optimisation, no CPU arena."""
     import onnxruntime as ort
 
@@ -121,6 +121,9 @@ def session_options(intra_op_threads: int) -> Any:
     # never sees; without it nothing stays behind and runs measured no slower.
     options.enable_cpu_mem_arena = False
     options.log_severity_level = WARNING
+    # Idle intra-op threads spin for work by default, burning cores that the API and the
+    # broker on the same machine need (measured: a worker at a full core while mostly idle).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return options
 
 

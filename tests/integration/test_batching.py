@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
+import redis
 from flask.testing import FlaskClient
 from onnx import TensorProto, helper
 
@@ -125,10 +127,15 @@ def test_a_request_that_fails_on_the_worker_fails_alone(
     x = np.ones((2, 4), np.float32)
     good = {"inputs": {"x": pack(x, "FP32")}, "outputs": None, "deadline": None}
     requests = [good, {**good, "outputs": ["nope"]}, {**good, "inputs": {"x": {"b64": "?"}}}, good]
-    payload = {"model": "tiny", "version": "1.0.0", "requests": requests}
+    inbox = "farm:replies:test"
+    payload = {"model": "tiny", "version": "1.0.0", "requests": requests, "reply_to": inbox}
     celery = create_celery(farm_settings)
-    result = celery.send_task("farm.infer_batch", args=[payload], queue=model_queue("tiny"))
-    reply = result.get(timeout=60)
+    sent = celery.send_task("farm.infer_batch", args=[payload], queue=model_queue("tiny"))
+    pushed = redis.Redis.from_url(farm_settings.broker_url).blpop([inbox], timeout=60)
+    assert pushed is not None, "no reply within 60 s"
+    message = json.loads(pushed[1])
+    assert message["task_id"] == sent.id
+    reply = message["reply"]
     assert reply["ok"] is True and len(reply["replies"]) == 4
     first, unknown, garbled, last = reply["replies"]
     assert (unknown["ok"], unknown["status"]) == (False, 400) and "nope" in unknown["error"]

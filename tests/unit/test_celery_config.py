@@ -66,9 +66,12 @@ def test_separate_result_backend() -> None:
     assert celeryconfig.build(settings)["result_backend"] == "redis://h:1/2"
 
 
-def test_events_on(config: dict[str, Any]) -> None:
-    assert config["worker_send_task_events"] is True
-    assert config["task_send_sent_event"] is True
+def test_events_off_until_asked_for(config: dict[str, Any]) -> None:
+    # Flower turns the workers' task events on while it runs; a setting turns them on always.
+    assert config["worker_send_task_events"] is False
+    assert config["task_send_sent_event"] is False
+    settings = load_settings(env={}, broker_url=CLOSED_REDIS, task_events=True)
+    assert celeryconfig.build(settings)["worker_send_task_events"] is True
 
 
 def test_one_visibility_timeout(config: dict[str, Any]) -> None:
