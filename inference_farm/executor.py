@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import Future
 from typing import Any
 
 from inference_farm.errors import FarmError, InvalidInput
@@ -135,14 +134,21 @@ def run_many(
     except Exception as exc:
         log.exception("loading %s %s failed", model, version)
         return [failure(f"the model could not be loaded: {exc}", 500) for _ in items]
+    from inference_farm.runtime.batcher import Request, run_each, stackable
+
+    begun = [_begin(session, item) for item in items]
+    requests = [request for request, _ in begun if isinstance(request, Request)]
     batcher = state.batcher_for(found)
-    started = [_begin(found, session, batcher, item) for item in items]
-    return [_finish(found, begun, decode_s) for begun, decode_s in started]
+    stacked = [r for r in requests if batcher is not None and stackable(r)]
+    if stacked:
+        batcher.submit_all(stacked)
+    run_each([r for r in requests if r not in stacked])
+    return [_finish(found, request, decode_s) for request, decode_s in begun]
 
 
-def _begin(found: Served, session: Any, batcher: Any, item: dict[str, Any]) -> tuple[Any, float]:
-    """The request under way (a Future), or the reply of one that cannot run; decode time."""
-    from inference_farm.runtime.batcher import Request, run_alone, stackable
+def _begin(session: Any, item: dict[str, Any]) -> tuple[Any, float]:
+    """The decoded request, or the reply of one that cannot run; the time decoding took."""
+    from inference_farm.runtime.batcher import Request
 
     deadline = item.get("deadline")
     if deadline is not None and time.time() > deadline:
@@ -150,14 +156,9 @@ def _begin(found: Served, session: Any, batcher: Any, item: dict[str, Any]) -> t
     decoding = time.perf_counter()
     try:
         request = Request(session, *_decode(session, item), deadline=deadline)
-        decode_s = time.perf_counter() - decoding
-        if batcher is not None and stackable(request):
-            return batcher.submit(request), decode_s
-        done: Future = Future()
-        done.set_result(run_alone(request))
-        return done, decode_s
     except Exception as exc:
         return _failed_run(exc), time.perf_counter() - decoding
+    return request, time.perf_counter() - decoding
 
 
 def _decode(session: Any, item: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -174,13 +175,13 @@ def _decode(session: Any, item: dict[str, Any]) -> tuple[dict[str, Any], list[st
 
 
 def _finish(found: Served, begun: Any, decode_s: float) -> dict[str, Any]:
-    """The reply of a request under way: its packed outputs and timings, or its error."""
+    """The reply of a request that ran: its packed outputs and timings, or its error."""
     from inference_farm.runtime.codec import pack_outputs
 
     if isinstance(begun, dict):
         return begun
     try:
-        outcome = begun.result()
+        outcome = begun.future.result()
         encoding = time.perf_counter()
         outputs = dict(zip(outcome.wanted, outcome.outputs, strict=True))
         packed = pack_outputs(outputs, found.signature.get("outputs", []))

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 IDLE_EXIT_S = 30.0  # a lane's thread ends after this long without work, and restarts on demand
 
 
-@dataclass
+@dataclass(eq=False)
 class Request:
     """One request's decoded inputs, the outputs it wants, and where its answer goes."""
 
@@ -77,35 +77,63 @@ class Batcher:
         self._pending: deque[Request] = deque()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._busy = False  # a batch is running: one at a time, whichever thread runs it
 
     def submit(self, request: Request) -> Future:
         """Queue request for the next compatible batch; the future gets its Outcome."""
-        with self._wake:
-            self._pending.append(request)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._loop, name=f"batcher-{self.name}", daemon=True
-                )
-                self._thread.start()
-            self._wake.notify()
+        self.submit_all([request])
         return request.future
+
+    def submit_all(self, requests: list[Request]) -> None:
+        """Queue requests for batching; when nothing else is queued or running, run them in
+        the calling thread, which saves a handoff to the batcher's thread."""
+        with self._wake:
+            self._pending.extend(requests)
+            if self._busy or len(self._pending) > len(requests) or self.max_delay_s > 0:
+                self._hand_over()
+                return
+            self._busy = True
+        try:
+            while not all(request.future.done() for request in requests):
+                with self._wake:
+                    batch = self._take()
+                run_batch(batch)
+        finally:
+            with self._wake:
+                self._busy = False
+                if self._pending:
+                    self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Wake the batcher's thread, starting it if it ended; call under self._wake."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._loop, name=f"batcher-{self.name}", daemon=True
+            )
+            self._thread.start()
+        self._wake.notify()
 
     def _loop(self) -> None:
         while True:
             batch = self._next_batch()
             if batch is None:
                 return
-            if batch:
+            try:
                 run_batch(batch)
+            finally:
+                with self._wake:
+                    self._busy = False
 
     def _next_batch(self) -> list[Request] | None:
         """The oldest request and the compatible ones behind it, up to max_rows rows."""
         with self._wake:
-            if not self._wake.wait_for(lambda: self._pending, timeout=IDLE_EXIT_S):
+            ready = self._wake.wait_for(lambda: self._pending and not self._busy, IDLE_EXIT_S)
+            if not ready:
                 self._thread = None
                 return None
             if self.max_delay_s > 0:
                 self._wake.wait_for(self._full, timeout=self.max_delay_s)
+            self._busy = True
             return self._take()
 
     def _drop_expired(self) -> None:
@@ -135,8 +163,16 @@ class Batcher:
         return batch
 
 
+def run_each(requests: list[Request]) -> None:
+    """Run each request by itself, in the calling thread, settling its future."""
+    for request in requests:
+        _settle(request, lambda request=request: run_alone(request))
+
+
 def run_batch(batch: list[Request]) -> None:
     """Run a batch as one onnxruntime call and give each request its rows of every output."""
+    if not batch:
+        return
     if len(batch) == 1:
         _settle(batch[0], lambda: run_alone(batch[0]))
         return
@@ -155,8 +191,7 @@ def run_batch(batch: list[Request]) -> None:
     try:
         parts = split_rows(outputs, counts)
     except ValueError:  # an output whose dim 0 is not the batch: the requests run alone
-        for request in batch:
-            _settle(request, lambda request=request: run_alone(request))
+        run_each(batch)
         return
     compute = time.perf_counter() - started
     for request, outputs_of in zip(batch, parts, strict=True):

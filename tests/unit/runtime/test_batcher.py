@@ -135,3 +135,32 @@ def test_split_rows_gives_each_request_its_rows() -> None:
     ]
     with pytest.raises(ValueError, match="batch dimension"):
         split_rows([np.zeros((5, 2))], [1, 3, 2])
+
+
+def test_an_idle_batcher_runs_requests_in_the_calling_thread(
+    tiny: onnxruntime.InferenceSession,
+) -> None:
+    arrays = [np.full((1, 4), i, np.float32) for i in range(3)]
+    requests = [Request(tiny, {"x": a}, ["y"]) for a in arrays]
+    batcher = Batcher("tiny", 32, 0.0)
+    batcher.submit_all(requests)
+    assert all(request.future.done() for request in requests)  # no other thread was needed
+    assert batcher._thread is None  # the batcher never started its own thread
+    for array, request in zip(arrays, requests, strict=True):
+        outcome = request.future.result()
+        assert outcome.batch_size == 3
+        np.testing.assert_allclose(outcome.outputs[0], tiny.run(["y"], {"x": array})[0])
+
+
+def test_requests_that_arrive_while_a_batch_runs_go_to_the_batcher_thread(
+    tiny: onnxruntime.InferenceSession,
+) -> None:
+    batcher = Batcher("tiny", 32, 0.0)
+    batcher._busy = True  # as if another thread were running a batch
+    request = Request(tiny, {"x": np.ones((1, 4), np.float32)}, ["y"])
+    batcher.submit_all([request])
+    assert batcher._thread is not None and not request.future.done()  # it waits its turn
+    batcher._busy = False
+    with batcher._wake:
+        batcher._wake.notify_all()
+    assert request.future.result(timeout=10).outputs[0].shape == (1, 3)
