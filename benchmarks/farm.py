@@ -55,6 +55,8 @@ def farm_env(opts: FarmOptions, data_dir: Path, base: dict[str, str]) -> dict[st
     env.update({PREFIX + name: value for name, value in opts.settings.items()})
     env[PREFIX + "DATA_DIR"] = str(data_dir)
     env.setdefault(PREFIX + "API_PORT", str(free_port()))
+    # The batch sizes under each cell come from the worker's metrics.
+    env.setdefault(PREFIX + "WORKER_METRICS_PORT", str(free_port()))
     return env
 
 
@@ -136,6 +138,7 @@ def private_farm(opts: FarmOptions, work: Path) -> Iterator[Target]:
         key = _start_services(supervisor, opts, data_dir)
         url = f"http://{env[PREFIX + 'API_HOST']}:{env[PREFIX + 'API_PORT']}"
         _wait_ready(supervisor, url, opts.ready_timeout)
-        yield Target(url, key, LABEL)
+        metrics = f"http://{env[PREFIX + 'API_HOST']}:{env[PREFIX + 'WORKER_METRICS_PORT']}"
+        yield Target(url, key, LABEL, metrics + "/metrics" if opts.workers == 1 else None)
     finally:
         supervisor.stop()

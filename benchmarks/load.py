@@ -29,6 +29,7 @@ class Target:
     url: str
     key: str | None
     label: str
+    metrics_url: str | None = None  # a farm worker's Prometheus endpoint, for batch sizes
 
 
 @dataclass(frozen=True)
@@ -123,12 +124,40 @@ def run_wrk(
     return parse_result(done.stdout)
 
 
+BATCH_METRIC = "inference_farm_inference_batch_size"
+
+
+def batch_totals(metrics_url: str | None, model: str) -> tuple[float, float] | None:
+    """(sum, count) of the worker's batch-size histogram for model, or None if unreadable."""
+    if not metrics_url:
+        return None
+    try:
+        text = httpx.get(metrics_url, timeout=5).text
+    except httpx.HTTPError:
+        return None
+    totals = {"sum": 0.0, "count": 0.0}
+    for line in text.splitlines():
+        for part in totals:
+            if line.startswith(f"{BATCH_METRIC}_{part}{{") and f'model="{model}"' in line:
+                totals[part] += float(line.rsplit(" ", 1)[1])
+    return totals["sum"], totals["count"]
+
+
+def mean_batch(before: tuple | None, after: tuple | None) -> float | None:
+    """The mean batch size a request ran in between two readings of batch_totals."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
 def run_cell(
     target: Target, model: str, bodies: BodySet, connections: int, opts: LoadOptions
 ) -> dict[str, Any]:
     """Warm up, then measure one cell; the result also names the cell's settings."""
     if opts.warmup > 0:
         run_wrk(target, model, bodies, connections, opts.warmup, opts)
+    before = batch_totals(target.metrics_url, model)
     result = run_wrk(target, model, bodies, connections, opts.duration, opts)
-    result.update(model=model, connections=connections)
+    batch = mean_batch(before, batch_totals(target.metrics_url, model))
+    result.update(model=model, connections=connections, mean_batch_size=batch)
     return result

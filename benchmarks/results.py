@@ -82,9 +82,25 @@ def markdown(results: dict[str, Any]) -> str:
         HEADER,
         *(row(system) for system in results["systems"]),
     ]
+    lines += [batch_line(system) for system in results["systems"] if batch_line(system)]
     if results.get("inprocess"):
         lines += ["", inprocess_line(results["inprocess"])]
     return "\n".join(lines) + "\n"
+
+
+def batch_line(system: dict[str, Any]) -> str:
+    """The mean batch size each cell's requests ran in, from the worker's metrics, if known."""
+    sizes = [
+        f"{cell} {values['mean_batch_size']:.1f}"
+        for cell, values in system.get("cells", {}).items()
+        if values.get("mean_batch_size") is not None
+    ]
+    if not sizes:
+        return ""
+    return (
+        f"\n{system['label']}: mean batch size a request ran in "
+        f"(worker metric `inference_farm_inference_batch_size`): {', '.join(sizes)}."
+    )
 
 
 def write(results: dict[str, Any], markdown_path: Path, json_path: Path) -> str:

@@ -68,7 +68,8 @@ def _farm_worker(url: str) -> dict | None:
 
 
 def _infer_task(url: str) -> dict | None:
-    tasks = _api(url, "/api/tasks?taskname=farm.infer").values()
+    # A synchronous request travels as a coalesced job, even when it is alone.
+    tasks = _api(url, "/api/tasks?taskname=farm.infer_batch").values()
     done = [task for task in tasks if task.get("state") == "SUCCESS"]
     return done[0] if done else None
 
@@ -92,10 +93,10 @@ def test_flower_lists_the_workers_and_an_inference_that_just_ran(
     assert wait_for(lambda: _infer_task(flower_url) is not None, timeout=60, interval=1.0)
     task = _infer_task(flower_url)
     assert task is not None
-    assert task["name"] == "farm.infer"
+    assert task["name"] == "farm.infer_batch"
     assert task["worker"] == listed["hostname"]
-    # The argument summary names the model, version and shapes, and carries no tensor data.
-    assert task["args"] == "('tiny', '1.0.0', 'x:FP32[1, 4]')"
+    # The argument summary names the model, version, requests and shapes; no tensor data.
+    assert task["args"] == "('tiny', '1.0.0', 1 x 'x:FP32[1, 4]')"
 
 
 def test_flower_says_when_it_cannot_reach_the_broker(farm_env: dict[str, str]) -> None:
