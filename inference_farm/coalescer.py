@@ -107,7 +107,7 @@ class Coalescer:
         job cannot be published."""
         while batch:
             deadline = max(waiter.deadline for waiter in batch)
-            task_id = uuid.uuid4().hex
+            task_id = str(uuid.uuid4())
             for waiter in batch:
                 waiter.task_id = task_id
             self.inbox.expect(task_id, deadline, self._on_reply(lane, batch))

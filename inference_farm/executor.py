@@ -54,13 +54,13 @@ def _admit(state: WorkerState, payload: dict[str, Any], task_id: str) -> dict | 
     if deadline is not None and time.time() > deadline:
         return {**failure("the job expired before a worker could run it", 504), "expired": True}
     deliveries = _count_delivery(state, task_id)
-    refused = _cap_refusal(state, deliveries)
-    if refused is not None:
-        return refused
     job_id = payload.get("job_id")
-    if job_id and not _start(state, job_id, deliveries):
+    ended = _start(state, job_id, deliveries) if job_id else None
+    if ended == "cancelled":
         return {**failure("the job was cancelled", 409), "cancelled": True}
-    return None
+    if ended is not None:  # a copy of a job that already ran, redelivered: drop it unrun
+        return {**failure(f"the job already ended ({ended})", 409), "duplicate": True}
+    return _cap_refusal(state, deliveries)
 
 
 def _cap_refusal(state: WorkerState, deliveries: int) -> dict | None:
@@ -82,18 +82,18 @@ def _count_delivery(state: WorkerState, task_id: str) -> int:
     return int(count)
 
 
-def _start(state: WorkerState, job_id: str, deliveries: int) -> bool:
-    """Mark the job running; False if it was cancelled (or ended) meanwhile."""
+def _start(state: WorkerState, job_id: str, deliveries: int) -> str | None:
+    """Mark the job running; the status it ended with, if it was cancelled or ended before."""
     session = state.db.session()
     try:
         job = session.get(Job, job_id)
         if job is None:
-            return True
+            return None
         if job.status in FINISHED_JOB_STATUSES:
-            return False
+            return job.status
         job.status, job.started_at, job.attempts = "running", utcnow(), deliveries
         session.commit()
-        return True
+        return None
     finally:
         state.db.remove()
 
@@ -110,8 +110,8 @@ def record(state: WorkerState, job_id: str | None, reply: Any) -> None:
     session = state.db.session()
     try:
         job = session.get(Job, job_id)
-        if job is None or job.status == "cancelled":
-            return
+        if job is None or job.status in FINISHED_JOB_STATUSES:
+            return  # cancelled meanwhile, or already ended: the first outcome stands
         if reply.get("ok"):
             job.status, job.error = "succeeded", None
         else:

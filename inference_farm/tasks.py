@@ -8,6 +8,7 @@ import socket
 from typing import Any
 
 from celery import current_app, shared_task, signals
+from celery.exceptions import Ignore
 from celery.worker.control import control_command
 
 from inference_farm.celery_app import model_queue
@@ -107,7 +108,10 @@ def infer(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
     """Run one inference request on this worker's session for its model version."""
     from inference_farm.executor import execute
 
-    return execute(worker_state(), payload, self.request.id)
+    reply = execute(worker_state(), payload, self.request.id)
+    if reply.get("duplicate"):  # keep the stored result of the run that counted
+        raise Ignore()
+    return reply
 
 
 @shared_task(name="farm.infer_batch", bind=True, ignore_result=True)
