@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None, on_table: Callable[[str], Any] = print) 
 
 
 def _command(argv: list[str]) -> str:
-    previous = ["", *argv[:-1]]
+    previous = ["", *argv][: len(argv)]
     shown = ["(key)" if p == "--key" else word for p, word in zip(previous, argv, strict=True)]
     return "python -m benchmarks.run " + shlex.join(shown)
 
