@@ -121,7 +121,7 @@ class Settings(BaseModel):
         True, description="Send concurrent sync requests for one model version as one job."
     )
     coalesce_max_inflight: int = Field(
-        2, ge=1, description="Coalesced jobs an API process keeps in flight per model version."
+        1, ge=1, description="Coalesced jobs an API process keeps in flight per model version."
     )
     registry_cache_seconds: float = Field(
         2.0, ge=0,
