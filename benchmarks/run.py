@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None, on_table: Callable[[str], Any] = print) 
 def _command(argv: list[str]) -> str:
     previous = ["", *argv][: len(argv)]
     shown = ["(key)" if p == "--key" else word for p, word in zip(previous, argv, strict=True)]
-    return "python -m benchmarks.run " + shlex.join(shown)
+    return " ".join(["python -m benchmarks.run", shlex.join(shown)]).rstrip()
 
 
 def _run_info(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
