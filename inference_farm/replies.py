@@ -99,4 +99,5 @@ class Inbox:
             for task_id, _ in late:
                 del self._waiting[task_id]
         for task_id, (_deadline, callback) in late:
-            callback(None, DeadlineExceeded("no answer before the deadline", job_id=task_id))
+            message = "no answer within the request's timeout; the job will not run after it"
+            callback(None, DeadlineExceeded(message, job_id=task_id))
