@@ -46,6 +46,7 @@ class Inbox:
         self._waiting: dict[str, tuple[float, Callback]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._down = False  # the broker failed the last read: warned once, not every poll
 
     def expect(self, task_id: str, deadline: float, callback: Callback) -> None:
         """Call callback(reply, None) when task_id answers, or (None, error) past deadline."""
@@ -64,8 +65,13 @@ class Inbox:
         while True:
             try:
                 self._read_once()
+                if self._down:
+                    log.info("reading replies from the broker again")
+                    self._down = False
             except redis.RedisError as exc:
-                log.warning("could not read replies from the broker: %s", exc)
+                if not self._down:
+                    log.warning("could not read replies from the broker: %s", exc)
+                    self._down = True
                 time.sleep(POLL_S)
             except Exception:  # the reader must outlive any one failure
                 log.exception("reading replies failed")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
 
+import pytest
 import redis
 
 from inference_farm.errors import DeadlineExceeded
-from inference_farm.replies import REPLY_TTL_S, Inbox, send_reply
+from inference_farm.replies import POLL_S, REPLY_TTL_S, Inbox, send_reply
+from tests.conftest import CLOSED_REDIS
 
 WAIT_S = 10
 
@@ -68,3 +71,15 @@ def test_a_forgotten_job_is_never_called_back(broker_url: str) -> None:
     send_reply(client, inbox.key, "job-seen", {"ok": True})
     assert watched.done.wait(WAIT_S)
     assert not forgotten.done.is_set()
+
+
+def test_a_broker_that_is_down_is_reported_once(caplog: pytest.LogCaptureFixture) -> None:
+    inbox = Inbox(CLOSED_REDIS)
+    late = Outcome()
+    with caplog.at_level(logging.INFO, logger="inference_farm.replies"):
+        inbox.expect("job-1", time.time(), late)
+        assert late.done.wait(WAIT_S)  # given up after its deadline, broker or not
+        time.sleep(3 * POLL_S)  # several more failed reads
+    warnings = [r for r in caplog.records if "could not read replies" in r.getMessage()]
+    assert len(warnings) == 1
+    assert isinstance(late.error, DeadlineExceeded)
