@@ -1,4 +1,4 @@
-"""Worker start-up and shutdown: metrics port, heartbeat, request ids in the job's log lines."""
+"""Worker start-up and shutdown: metrics port, heartbeat, queue resync, request ids in logs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import signals
 
-from inference_farm import heartbeat, multiproc, request_ids, worker_metrics
+from inference_farm import heartbeat, multiproc, queue_sync, request_ids, worker_metrics
 from inference_farm.health import redis_client
 
 _beating: dict[str, Any] = {}
@@ -28,6 +28,9 @@ def _ready(sender: Any = None, **_kwargs: Any) -> None:
     client = redis_client(settings.broker_url or "", settings.health_timeout)
     _beating.update(client=client, hostname=sender.hostname)
     heartbeat.start(client, sender.hostname, info)
+    if sender.app.conf.get("farm_all_models"):
+        consumed = {queue.name for queue in sender.task_consumer.queues}
+        queue_sync.start(sender.app, sender.hostname, consumed)
 
 
 @signals.worker_shutdown.connect

@@ -9,8 +9,9 @@ import sys
 
 from flask.testing import FlaskClient
 
+from inference_farm.queue_sync import RESYNC_S
 from tests import onnx_models
-from tests.integration.helpers import model_bytes, settled, upload
+from tests.integration.helpers import model_bytes, ready_version, settled, upload
 from tests.services import wait_for
 
 
@@ -52,3 +53,16 @@ def test_status_shows_the_farm_at_a_glance(
     assert text.returncode == 0, text.stderr
     assert text.stdout.startswith("farm: ready")
     assert "tiny: serving 1.0.0" in text.stdout
+
+
+def test_an_all_models_worker_picks_up_a_model_whose_announcement_it_missed(
+    api: FlaskClient, worker: subprocess.Popen, farm_database: str
+) -> None:
+    def queues() -> set[str]:
+        workers = api.get("/v1/workers").get_json()["workers"]
+        return {q["name"] for one in workers for q in one["queues"]}
+
+    assert wait_for(lambda: "farm.control" in queues(), timeout=60)
+    # Registered straight in the registry: no announcement reaches the worker.
+    ready_version(farm_database, "unannounced")
+    assert wait_for(lambda: "farm.model.unannounced" in queues(), timeout=3 * RESYNC_S)

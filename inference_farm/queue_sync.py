@@ -1,0 +1,48 @@
+"""An all-models worker picks up the queues of models whose announcement it missed."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from inference_farm.celery_app import model_queue
+from inference_farm.registry import Database, catalog
+
+log = logging.getLogger(__name__)
+RESYNC_S = 10.0  # how often the registry is compared with the queues the worker consumes
+
+
+def start(app: Any, hostname: str, consumed: set[str]) -> threading.Thread:
+    """Look for unconsumed models every RESYNC_S seconds, for the life of the worker."""
+    database = Database(app.conf.farm_settings.effective_database_url)
+    thread = threading.Thread(
+        target=_loop, args=(app, database, hostname, consumed), name="queue-sync", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def missing(database: Database, consumed: set[str]) -> list[str]:
+    """Registered models whose queue is not among consumed."""
+    try:
+        names = [model.name for model in catalog.list_models(database.session())]
+    finally:
+        database.remove()
+    return [name for name in names if model_queue(name) not in consumed]
+
+
+def _loop(app: Any, database: Database, hostname: str, consumed: set[str]) -> None:
+    while True:
+        time.sleep(RESYNC_S)
+        try:
+            for name in missing(database, consumed):
+                # Through the control path, so the consumer changes in its own thread.
+                app.control.broadcast(
+                    "farm_model_added", arguments={"name": name}, destination=[hostname]
+                )
+                consumed.add(model_queue(name))
+                log.info("now consuming %s, whose announcement this worker missed", name)
+        except Exception as exc:  # the registry or broker is down: try again next time
+            log.warning("could not compare the registry with this worker's queues: %s", exc)
