@@ -123,7 +123,7 @@ def publish(
         error = Unavailable(f"no live worker serves model {model!r} (queue {queue})")
         error.retry_after = 5
         raise error
-    if watch.depth(queue) >= max_queue_length:
+    if watch.full(queue, max_queue_length):
         rate_limited("queue_full")
         raise RateLimited(f"the queue of model {model!r} is full ({max_queue_length} jobs waiting)")
     try:
@@ -141,6 +141,7 @@ def publish(
     except Exception as exc:
         reason = f"could not queue the request: the broker did not answer ({exc})"
         raise Unavailable(reason) from None
+    watch.sent(queue)
     return result.id
 
 

@@ -15,6 +15,7 @@ from inference_farm.health import redis_client
 
 log = logging.getLogger(__name__)
 PRIORITIES = range(1, 10)  # priority 0 uses the bare queue name; see celeryconfig
+FULL_CHECK_S = 0.1  # how long a depth read serves the queue-full check, plus jobs sent since
 
 
 class QueueWatch:
@@ -29,6 +30,22 @@ class QueueWatch:
         self._fetched_at = 0.0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._recent: dict[str, tuple[float, int]] = {}  # queue: (read at, depth then + sent)
+
+    def full(self, queue: str, limit: int) -> bool:
+        """True when queue holds limit jobs or more; a read serves FULL_CHECK_S seconds,
+        counting the jobs this process sent since, so a busy API reads Redis less often."""
+        now = time.monotonic()
+        read_at, depth = self._recent.get(queue, (0.0, 0))
+        if now - read_at > FULL_CHECK_S:
+            read_at, depth = now, self.depth(queue)
+        self._recent[queue] = (read_at, depth)
+        return depth >= limit
+
+    def sent(self, queue: str) -> None:
+        """Count a job this process just sent to queue, for the queue-full check."""
+        read_at, depth = self._recent.get(queue, (0.0, 0))
+        self._recent[queue] = (read_at, depth + 1)
 
     def depth(self, queue: str) -> int:
         """Jobs waiting on queue, at every priority."""

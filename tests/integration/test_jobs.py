@@ -7,10 +7,12 @@ import time
 from typing import Any
 
 import pytest
+import redis
 from flask.testing import FlaskClient
 
 from inference_farm.api import create_app
-from inference_farm.celery_app import model_queue
+from inference_farm.celery_app import create_celery, model_queue
+from inference_farm.queues import FULL_CHECK_S, QueueWatch
 from inference_farm.settings import load_settings
 from tests import onnx_models
 from tests.integration.helpers import (
@@ -137,6 +139,21 @@ def test_queue_full_gets_429_with_retry_after(farm_env: dict[str, str]) -> None:
     assert full.headers["Retry-After"] == "1"
     assert "is full" in full.get_json()["error"]
     assert _depth(client, "tiny") == 1
+
+
+def test_the_queue_full_check_counts_jobs_sent_since_its_last_read(broker_url: str) -> None:
+    watch = QueueWatch(create_celery(load_settings(env={}, broker_url=broker_url)), broker_url)
+    queue = model_queue("counted")
+    assert not watch.full(queue, 2)
+    watch.sent(queue)
+    assert not watch.full(queue, 2)
+    watch.sent(queue)
+    assert watch.full(queue, 2)  # two sent here, though Redis holds none
+    time.sleep(FULL_CHECK_S * 2)
+    assert not watch.full(queue, 2)  # a fresh read: the queue is empty
+    redis.Redis.from_url(broker_url).lpush(queue, "a", "b")
+    time.sleep(FULL_CHECK_S * 2)
+    assert watch.full(queue, 2)
 
 
 def test_no_live_worker_gets_503(api: FlaskClient, farm_settings: Any) -> None:
