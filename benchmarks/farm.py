@@ -6,20 +6,18 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from benchmarks.load import Target
 from inference_farm.client import Client, NotFound
 from inference_farm.embedded_redis import free_port, redis_binary, redis_command, wait_for_redis
 from inference_farm.settings import PREFIX
 from inference_farm.supervisor import Supervisor
+from inference_farm.up import wait_ready
 
 LABEL = "inference-farm"
 # Defaults of the private farm; the environment and then --set override them.
@@ -66,21 +64,6 @@ def _farm_cli(env: dict[str, str], *args: str) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"inference-farm {' '.join(args)} failed: {done.stderr.strip()}")
     return done.stdout.strip()
-
-
-def _wait_ready(supervisor: Supervisor, url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        gone = supervisor.exited()
-        if gone:
-            raise RuntimeError(f"farm {gone[0]} exited with code {gone[1]}; see its log")
-        try:
-            if httpx.get(url + "/v2/health/ready", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"the farm API at {url} was not ready within {timeout:.0f}s")
 
 
 def sha256_of(path: Path) -> str:
@@ -137,7 +120,7 @@ def private_farm(opts: FarmOptions, work: Path) -> Iterator[Target]:
     try:
         key = _start_services(supervisor, opts, data_dir)
         url = f"http://{env[PREFIX + 'API_HOST']}:{env[PREFIX + 'API_PORT']}"
-        _wait_ready(supervisor, url, opts.ready_timeout)
+        wait_ready(supervisor, url, opts.ready_timeout)
         metrics = f"http://{env[PREFIX + 'API_HOST']}:{env[PREFIX + 'WORKER_METRICS_PORT']}"
         yield Target(url, key, LABEL, metrics + "/metrics" if opts.workers == 1 else None)
     finally:

@@ -77,7 +77,7 @@ class Coalescer:
         if batch:
             self._send(lane, batch)
         if not waiter.done.wait(max(deadline - time.time(), 0)):
-            return self._expire(lane, waiter, timeout)
+            raise self._expired(lane, waiter, timeout)
         if waiter.error is not None:
             raise waiter.error
         return dataplane.answer(waiter.reply, waiter.task_id or "")
@@ -162,12 +162,13 @@ class Coalescer:
             lane.inflight -= 1
             return self._take(lane)
 
-    def _expire(self, lane: _Lane, waiter: _Waiter, timeout: float) -> dict:
+    def _expired(self, lane: _Lane, waiter: _Waiter, timeout: float) -> DeadlineExceeded:
+        """The error of a request past its deadline, no longer waiting to be sent."""
         with lane.lock:
             if waiter in lane.pending:
                 lane.pending.remove(waiter)
         extra = {"job_id": waiter.task_id} if waiter.task_id else {}
-        raise DeadlineExceeded(
+        return DeadlineExceeded(
             f"no answer within {timeout:.3g}s; the job will not run after its deadline", **extra
         )
 

@@ -22,7 +22,7 @@ from inference_farm.errors import (
 )
 from inference_farm.metrics import rate_limited
 from inference_farm.queues import QueueWatch
-from inference_farm.registry.cached import RegistryCache
+from inference_farm.registry.cached import RegistryCache, read_served
 from inference_farm.request_ids import trace_fields
 from inference_farm.runtime.codec import InferRequest, pack, validate
 
@@ -58,7 +58,9 @@ def prepare(
     max_batch_size: int = 1,
 ) -> Prepared:
     """Resolve the version and check the request against its signature (400 before enqueue)."""
-    found = (registry or RegistryCache(0)).served(session, name, version)
+    found = (
+        registry.served(session, name, version) if registry else read_served(session, name, version)
+    )
     if found.status == "pending":  # validation is under way: worth retrying shortly
         error = Unavailable(f"version {found.version} of model {name!r} is still being validated")
         error.retry_after = 5

@@ -49,8 +49,9 @@ def _admin_key(settings: Settings) -> str:
         database.engine.dispose()
 
 
-def _wait_ready(supervisor: Supervisor, url: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
+def wait_ready(supervisor: Supervisor, url: str, timeout: float = READY_TIMEOUT_S) -> None:
+    """Return once the API at url is ready; Unavailable if a child exits or time runs out."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not supervisor.stopping:
         gone = supervisor.exited()
         if gone:
@@ -62,7 +63,7 @@ def _wait_ready(supervisor: Supervisor, url: str) -> None:
             pass
         time.sleep(0.3)
     if not supervisor.stopping:
-        raise Unavailable(f"the API at {url} was not ready within {READY_TIMEOUT_S:.0f}s")
+        raise Unavailable(f"the API at {url} was not ready within {timeout:.0f}s")
 
 
 def _banner(settings: Settings, api_url: str, broker_url: str, key: str, flower: bool) -> None:
@@ -97,7 +98,7 @@ def run_up(settings: Settings, flower: bool = False) -> int:
         if flower:
             supervisor.start("flower", supervisor.farm_command("flower"))
         api_url = f"http://{settings.api_host}:{settings.api_port}"
-        _wait_ready(supervisor, api_url)
+        wait_ready(supervisor, api_url)
         if supervisor.stopping:
             return 0
         _banner(settings, api_url, broker_url, key, flower)
