@@ -1,27 +1,36 @@
-"""API side of batching: concurrent sync requests for one model version travel as one job."""
+"""API side of batching: concurrent sync requests for one model version travel as one job.
+
+Everything here runs on one asyncio event loop: the API server's own, or, for callers in
+other threads (the Flask view under a plain WSGI server), a loop thread started on demand.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from celery import Celery
 
 from inference_farm import dataplane
-from inference_farm.errors import DeadlineExceeded, FarmError, error_for_status
+from inference_farm.errors import DeadlineExceeded, FarmError, Unavailable, error_for_status
+from inference_farm.health import async_redis_client
+from inference_farm.publisher import Publisher
 from inference_farm.queues import QueueWatch
 from inference_farm.replies import Inbox
-from inference_farm.request_ids import trace_fields
+from inference_farm.runtime.codec import pack
 
 log = logging.getLogger(__name__)
 BATCH_TASK = "farm.infer_batch"
+REDIS_TIMEOUT_S = 5.0
 
 
 @dataclass(eq=False)
@@ -30,16 +39,21 @@ class _Waiter:
 
     prepared: dataplane.Prepared
     deadline: float
-    done: threading.Event = field(default_factory=threading.Event)
-    reply: dict[str, Any] | None = None
-    error: FarmError | None = None
+    trace: dict[str, Any]
+    future: asyncio.Future
     task_id: str | None = None
-    trace: dict[str, Any] = field(default_factory=trace_fields)  # taken on the request's thread
+    timer: asyncio.TimerHandle | None = None
 
     def settle(self, reply: dict[str, Any] | None, error: FarmError | None) -> None:
-        """Hand the request its reply or (its own copy of) the error, and wake it."""
-        self.reply, self.error = reply, copy.copy(error) if error is not None else None
-        self.done.set()
+        """Hand the request its reply or (its own copy of) the error."""
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.future.done():
+            return
+        if error is not None:
+            self.future.set_exception(copy.copy(error))
+        else:
+            self.future.set_result(reply)
 
 
 @dataclass
@@ -51,7 +65,6 @@ class _Lane:
     priority: int
     pending: deque[_Waiter] = field(default_factory=deque)
     inflight: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Coalescer:
@@ -64,73 +77,130 @@ class Coalescer:
         self.max_inflight, self.max_queue_length = max_inflight, max_queue_length
         self.inbox = Inbox(celery.conf.broker_url or "")
         self._lanes: dict[tuple[str, str, int], _Lane] = {}
-        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._publisher: Publisher | None = None
+        self._bind_lock = threading.Lock()
 
-    def infer(self, prepared: dataplane.Prepared, deadline: float, priority: int) -> dict:
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run on loop from now on (the API server's loop, at its start)."""
+        with self._bind_lock:
+            if self._loop is not None and self._loop is not loop:
+                raise RuntimeError("the coalescer already runs on another event loop")
+            self._loop = loop
+
+    async def infer(
+        self, prepared: dataplane.Prepared, deadline: float, priority: int, trace: dict
+    ) -> dict:
         """The worker's reply to one request, sent along with whatever else is waiting."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self.bind(loop)
         lane = self._lane(prepared.model, prepared.version, priority)
-        waiter = _Waiter(prepared, deadline)
+        waiter = _Waiter(prepared, deadline, trace, loop.create_future())
         timeout = max(deadline - time.time(), 0)
-        with lane.lock:
-            lane.pending.append(waiter)
-            batch = self._take(lane)
-        if batch:
-            self._send(lane, batch)
-        if not waiter.done.wait(max(deadline - time.time(), 0)):
-            raise self._expired(lane, waiter, timeout)
-        if waiter.error is not None:
-            raise waiter.error
-        return dataplane.answer(waiter.reply, waiter.task_id or "")
+        waiter.timer = loop.call_later(timeout, self._expire, lane, waiter, timeout)
+        lane.pending.append(waiter)
+        self._pump(lane)
+        try:
+            reply = await waiter.future
+        except asyncio.CancelledError:  # the client went away: send nothing more for it
+            self._abandon(lane, waiter)
+            raise
+        return dataplane.answer(reply, waiter.task_id or "")
+
+    def infer_blocking(
+        self, prepared: dataplane.Prepared, deadline: float, priority: int, trace: dict
+    ) -> dict:
+        """infer() for a caller outside the event loop: waits in the calling thread."""
+        return self.call(self.infer(prepared, deadline, priority, trace))
+
+    def call(self, work: Coroutine[Any, Any, Any]) -> Any:
+        """Run work on this coalescer's loop from another thread; its result or error."""
+        with self._bind_lock:
+            if self._loop is None:
+                self._loop = _loop_thread()
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
 
     def _lane(self, model: str, version: str, priority: int) -> _Lane:
         key = (model, version, priority)
         lane = self._lanes.get(key)
         if lane is None:
-            with self._lock:
-                lane = self._lanes.setdefault(key, _Lane(model, version, priority))
+            lane = self._lanes[key] = _Lane(model, version, priority)
         return lane
 
+    def _pump(self, lane: _Lane) -> None:
+        """Send what waits on lane, one job at a time, while fewer than max_inflight fly."""
+        while lane.pending and lane.inflight < self.max_inflight:
+            batch = self._take(lane)
+            lane.inflight += 1
+            asyncio.get_running_loop().create_task(self._send(lane, batch))
+
     def _take(self, lane: _Lane) -> list[_Waiter]:
-        """Waiting requests up to one job's rows, if a job may go now; call under lane.lock."""
-        if lane.inflight >= self.max_inflight or not lane.pending:
-            return []
+        """The oldest waiting request and those behind it, up to one job's rows."""
         first = lane.pending.popleft()
         batch, rows = [first], first.prepared.rows
         while lane.pending and rows + lane.pending[0].prepared.rows <= first.prepared.max_rows:
             rows += lane.pending[0].prepared.rows
             batch.append(lane.pending.popleft())
-        lane.inflight += 1
         return batch
 
-    def _send(self, lane: _Lane, batch: list[_Waiter]) -> None:
-        """Publish batch as one job whose reply comes to the inbox; on to the next batch if the
-        job cannot be published."""
-        while batch:
-            deadline = max(waiter.deadline for waiter in batch)
-            task_id = str(uuid.uuid4())
-            for waiter in batch:
-                waiter.task_id = task_id
+    async def _send(self, lane: _Lane, batch: list[_Waiter]) -> None:
+        """Publish batch as one job whose reply comes to the inbox."""
+        deadline = max(waiter.deadline for waiter in batch)
+        task_id = str(uuid.uuid4())
+        for waiter in batch:
+            waiter.task_id = task_id
+        try:
+            groups, batch = stack(batch)
             self.inbox.expect(task_id, deadline, self._on_reply(lane, batch))
-            try:
-                self._publish(lane, batch, deadline, task_id)
-                return
-            except FarmError as exc:
-                self.inbox.forget(task_id)
-                batch = self._settle_all(lane, batch, exc)
+            await self._publish(lane, groups, batch, task_id)
+        except FarmError as exc:
+            self.inbox.forget(task_id)
+            self._settle_all(lane, batch, exc)
+        except Exception as exc:  # nothing may leave a request waiting for nothing
+            log.exception("publishing a coalesced job failed")
+            self.inbox.forget(task_id)
+            self._settle_all(lane, batch, error_for_status(500, f"could not queue: {exc}"))
 
-    def _publish(self, lane: _Lane, batch: list[_Waiter], deadline: float, task_id: str) -> None:
+    async def _publish(
+        self, lane: _Lane, groups: list[dict], batch: list[_Waiter], task_id: str
+    ) -> None:
+        queue = await self._check_queue(lane.model)
         payload = {
             "model": lane.model,
             "version": lane.version,
             "reply_to": self.inbox.key,
-            "requests": [{**w.prepared.item, "deadline": w.deadline, **w.trace} for w in batch],
+            "groups": groups,
         }
         shapes = batch[0].prepared.shapes
-        dataplane.publish(
-            self.celery, self.watch, BATCH_TASK, payload, lane.model, deadline,
-            self.max_queue_length, priority=lane.priority, task_id=task_id, ignore_result=True,
-            argsrepr=f"({lane.model!r}, {lane.version!r}, {len(batch)} x {shapes!r})",
-        )  # fmt: skip
+        try:
+            await self._publisher_for().publish(
+                queue, BATCH_TASK, payload, task_id=task_id, ignore_result=True,
+                priority=dataplane.MAX_PRIORITY - lane.priority,  # on Redis 0 goes first
+                argsrepr=f"({lane.model!r}, {lane.version!r}, {len(batch)} x {shapes!r})",
+                kwargsrepr="{}",
+            )  # fmt: skip
+        except Exception as exc:
+            reason = f"could not queue the request: the broker did not answer ({exc})"
+            raise Unavailable(reason) from None
+        self.watch.sent(queue)
+
+    async def _check_queue(self, model: str) -> str:
+        """model's queue; 503 when no live worker serves it, 429 when it is full."""
+        queue = dataplane.model_queue(model)
+        if not self.watch.consumed(queue):
+            loop = asyncio.get_running_loop()
+            if not await loop.run_in_executor(None, self.watch.serves, queue):
+                raise dataplane.no_worker(model, queue)
+        if await self.watch.full_async(queue, self.max_queue_length, self._publisher_for().client):
+            raise dataplane.queue_full(model, self.max_queue_length)
+        return queue
+
+    def _publisher_for(self) -> Publisher:
+        if self._publisher is None:
+            client = async_redis_client(self.celery.conf.broker_url or "", REDIS_TIMEOUT_S)
+            self._publisher = Publisher(self.celery, client)
+        return self._publisher
 
     def _on_reply(self, lane: _Lane, batch: list[_Waiter]) -> Callable[[Any, Any], None]:
         """What the inbox calls with the job's reply, or with the error of a job that never
@@ -142,35 +212,79 @@ class Coalescer:
             except FarmError as exc:
                 replies, error = None, exc
             if replies is None:
-                self._send(lane, self._settle_all(lane, batch, error))
+                self._settle_all(lane, batch, error or error_for_status(500, "no reply"))
                 return
             for waiter, one in zip(batch, replies, strict=True):
                 waiter.settle(one, None)
-            self._send(lane, self._release(lane))
+            self._release(lane)
 
         return settle
 
-    def _settle_all(self, lane: _Lane, batch: list[_Waiter], error: FarmError) -> list[_Waiter]:
-        """Give every request of batch the error; the next batch to send, if any."""
+    def _settle_all(self, lane: _Lane, batch: list[_Waiter], error: FarmError) -> None:
+        """Give every request of batch the error, then send what waited meanwhile."""
         for waiter in batch:
             waiter.settle(None, error)
-        return self._release(lane)
+        self._release(lane)
 
-    def _release(self, lane: _Lane) -> list[_Waiter]:
-        """A job of lane ended; the requests that waited meanwhile, if one may go now."""
-        with lane.lock:
-            lane.inflight -= 1
-            return self._take(lane)
+    def _release(self, lane: _Lane) -> None:
+        lane.inflight -= 1
+        self._pump(lane)
 
-    def _expired(self, lane: _Lane, waiter: _Waiter, timeout: float) -> DeadlineExceeded:
-        """The error of a request past its deadline, no longer waiting to be sent."""
-        with lane.lock:
-            if waiter in lane.pending:
-                lane.pending.remove(waiter)
+    def _abandon(self, lane: _Lane, waiter: _Waiter) -> None:
+        if waiter in lane.pending:
+            lane.pending.remove(waiter)
+        if waiter.timer is not None:
+            waiter.timer.cancel()
+
+    def _expire(self, lane: _Lane, waiter: _Waiter, timeout: float) -> None:
+        """A request's deadline passed: it stops waiting, and is not sent if it has not been."""
+        if waiter in lane.pending:
+            lane.pending.remove(waiter)
         extra = {"job_id": waiter.task_id} if waiter.task_id else {}
-        return DeadlineExceeded(
-            f"no answer within {timeout:.3g}s; the job will not run after its deadline", **extra
+        waiter.timer = None
+        waiter.settle(
+            None,
+            DeadlineExceeded(
+                f"no answer within {timeout:.3g}s; the job will not run after its deadline",
+                **extra,
+            ),
         )
+
+
+def stack(batch: list[_Waiter]) -> tuple[list[dict], list[_Waiter]]:
+    """A job's groups, and its requests in the order of its replies.
+
+    Requests with the same stack_key become one group: each input is one tensor, the rows
+    of every request one after the other; a request that cannot be stacked is a group alone.
+    """
+    members: dict[Any, list[_Waiter]] = {}
+    for waiter in batch:
+        key = waiter.prepared.stack_key
+        members.setdefault(waiter if key is None else key, []).append(waiter)
+    groups = [_group(waiters) for waiters in members.values()]
+    return groups, [waiter for waiters in members.values() for waiter in waiters]
+
+
+def _group(waiters: list[_Waiter]) -> dict[str, Any]:
+    first = waiters[0].prepared
+    inputs = {}
+    for index, tensor in enumerate(first.request.inputs):
+        arrays = [waiter.prepared.request.inputs[index].array for waiter in waiters]
+        stacked = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+        inputs[tensor.name] = pack(stacked, tensor.datatype)
+    return {
+        "inputs": inputs,
+        "outputs": first.outputs,
+        "rows": [waiter.prepared.rows for waiter in waiters],
+        "requests": [{"deadline": waiter.deadline, **waiter.trace} for waiter in waiters],
+    }
+
+
+def _loop_thread() -> asyncio.AbstractEventLoop:
+    """A new event loop running in a daemon thread."""
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="coalescer-loop", daemon=True).start()
+    return loop
 
 
 def _replies(reply: Any, count: int) -> list[dict[str, Any]]:

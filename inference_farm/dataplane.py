@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from inference_farm.errors import (
 )
 from inference_farm.metrics import rate_limited
 from inference_farm.queues import QueueWatch
-from inference_farm.registry.cached import RegistryCache, read_served
+from inference_farm.registry.cached import RegistryCache, Served, read_served
 from inference_farm.request_ids import trace_fields
 from inference_farm.runtime.codec import InferRequest, pack, validate
 
@@ -37,16 +38,36 @@ class Prepared:
 
     model: str
     version: str
-    payload: dict[str, Any]
     request: InferRequest
+    outputs: list[str] | None = None  # the outputs it asks for; None: every output
     shapes: str = field(default="")
     rows: int = 1
     max_rows: int = 1  # rows one coalesced job may carry; 1 when the model cannot stack
 
-    @property
-    def item(self) -> dict[str, Any]:
-        """The request's part of a coalesced job: its inputs and wanted outputs."""
-        return {"inputs": self.payload["inputs"], "outputs": self.payload["outputs"]}
+    @functools.cached_property
+    def payload(self) -> dict[str, Any]:
+        """The request as a job of its own: model, version, packed inputs, wanted outputs."""
+        inputs = {
+            tensor.name: pack(tensor.array, tensor.datatype) for tensor in self.request.inputs
+        }
+        return {
+            "model": self.model,
+            "version": self.version,
+            "inputs": inputs,
+            "outputs": self.outputs,
+        }
+
+    @functools.cached_property
+    def stack_key(self) -> tuple | None:
+        """Requests with equal keys may be stacked along dim 0 into one tensor per input
+        (same inputs, datatypes, non-batch dims and wanted outputs); None: never stacked."""
+        if self.max_rows <= 1:
+            return None
+        inputs = self.request.inputs
+        if len({t.array.shape[0] if t.array.ndim else 0 for t in inputs}) != 1 or self.rows < 1:
+            return None
+        shapes = tuple((t.name, t.datatype, t.array.shape[1:]) for t in inputs)
+        return shapes, tuple(self.outputs) if self.outputs is not None else None
 
 
 def prepare(
@@ -61,6 +82,11 @@ def prepare(
     found = (
         registry.served(session, name, version) if registry else read_served(session, name, version)
     )
+    return check(found, name, request, max_batch_size)
+
+
+def check(found: Served, name: str, request: InferRequest, max_batch_size: int = 1) -> Prepared:
+    """The request for version found of model name, checked against its status and signature."""
     if found.status == "pending":  # validation is under way: worth retrying shortly
         error = Unavailable(f"version {found.version} of model {name!r} is still being validated")
         error.retry_after = 5
@@ -69,13 +95,11 @@ def prepare(
         reason = f": {found.error}" if found.error else ""
         raise Conflict(f"version {found.version} of model {name!r} is {found.status}{reason}")
     validate(request, found.signature)
-    inputs = {tensor.name: pack(tensor.array, tensor.datatype) for tensor in request.inputs}
     outputs = [output.name for output in request.outputs] if request.outputs else None
-    payload = {"model": name, "version": found.version, "inputs": inputs, "outputs": outputs}
     shapes = " ".join(f"{t.name}:{t.datatype}{list(t.array.shape)}" for t in request.inputs)
     rows = {t.array.shape[0] if t.array.ndim else 0 for t in request.inputs}
     max_rows = (found.max_batch_size or max_batch_size) if found.batchable else 1
-    return Prepared(name, found.version, payload, request, shapes, max(rows | {1}), max_rows)
+    return Prepared(name, found.version, request, outputs, shapes, max(rows | {1}), max_rows)
 
 
 def check_priority(priority: object) -> int:
@@ -100,7 +124,7 @@ def submit(
     payload = {**prepared.payload, "deadline": deadline, "job_id": task_id, **trace_fields()}
     argsrepr = f"({prepared.model!r}, {prepared.version!r}, {prepared.shapes!r})"
     return publish(
-        celery, watch, INFER_TASK, payload, prepared.model, deadline, max_queue_length,
+        celery, watch, INFER_TASK, payload, prepared.model, max_queue_length,
         priority=priority, task_id=task_id, argsrepr=argsrepr,
     )  # fmt: skip
 
@@ -111,23 +135,18 @@ def publish(
     task: str,
     payload: dict[str, Any],
     model: str,
-    deadline: float | None,
     max_queue_length: int,
     *,
     priority: int,
     argsrepr: str,
     task_id: str | None = None,
-    ignore_result: bool = False,
 ) -> str:
     """Send task with payload to model's queue; the task id. 503 if no worker, 429 if full."""
     queue = model_queue(model)
     if not watch.serves(queue):
-        error = Unavailable(f"no live worker serves model {model!r} (queue {queue})")
-        error.retry_after = 5
-        raise error
+        raise no_worker(model, queue)
     if watch.full(queue, max_queue_length):
-        rate_limited("queue_full")
-        raise RateLimited(f"the queue of model {model!r} is full ({max_queue_length} jobs waiting)")
+        raise queue_full(model, max_queue_length)
     try:
         result = celery.send_task(
             task,
@@ -135,16 +154,27 @@ def publish(
             queue=queue,
             task_id=task_id,
             priority=MAX_PRIORITY - check_priority(priority),  # on Redis 0 goes first
-            expires=deadline,
             argsrepr=argsrepr,
             kwargsrepr="{}",
-            ignore_result=ignore_result,  # no result-backend subscription for the job
         )
     except Exception as exc:
         reason = f"could not queue the request: the broker did not answer ({exc})"
         raise Unavailable(reason) from None
     watch.sent(queue)
     return result.id
+
+
+def no_worker(model: str, queue: str) -> Unavailable:
+    """The error of a request for a model no live worker serves."""
+    error = Unavailable(f"no live worker serves model {model!r} (queue {queue})")
+    error.retry_after = 5
+    return error
+
+
+def queue_full(model: str, max_queue_length: int) -> RateLimited:
+    """The error of a request for a model whose queue is full (and its count)."""
+    rate_limited("queue_full")
+    return RateLimited(f"the queue of model {model!r} is full ({max_queue_length} jobs waiting)")
 
 
 def wait(celery: Celery, task_id: str, deadline: float) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import redis
+import redis.asyncio as aioredis
 
 from inference_farm.errors import FarmError
 from inference_farm.registry import Database
@@ -29,11 +30,25 @@ class Readiness:
         return "; ".join(f"{k}: {v}" for k, v in self.checks.items() if v != "ok")
 
 
+def _redis_py_url(url: str) -> str:
+    # kombu's redis+socket:// is redis-py's unix://.
+    if url.startswith("redis+socket://"):
+        return "unix://" + url.removeprefix("redis+socket://")
+    return url
+
+
 def redis_client(url: str, timeout: float) -> redis.Redis:
     """A redis-py client for a Redis URL of the farm (redis+socket:// included)."""
-    if url.startswith("redis+socket://"):
-        url = "unix://" + url.removeprefix("redis+socket://")
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    return redis.Redis.from_url(
+        _redis_py_url(url), socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+
+
+def async_redis_client(url: str, timeout: float) -> aioredis.Redis:
+    """An asyncio redis-py client for a Redis URL of the farm, for the loop that uses it."""
+    return aioredis.Redis.from_url(
+        _redis_py_url(url), socket_timeout=timeout, socket_connect_timeout=timeout
+    )
 
 
 def check_redis(url: str, timeout: float) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import kombu.exceptions
 import redis
@@ -12,6 +13,7 @@ from celery import Celery
 
 from inference_farm.errors import Unavailable
 from inference_farm.health import redis_client
+from inference_farm.publisher import priority_key
 
 log = logging.getLogger(__name__)
 PRIORITIES = range(1, 10)  # priority 0 uses the bare queue name; see celeryconfig
@@ -35,12 +37,25 @@ class QueueWatch:
     def full(self, queue: str, limit: int) -> bool:
         """True when queue holds limit jobs or more; a read serves FULL_CHECK_S seconds,
         counting the jobs this process sent since, so a busy API reads Redis less often."""
-        now = time.monotonic()
-        read_at, depth = self._recent.get(queue, (0.0, 0))
-        if now - read_at > FULL_CHECK_S:
-            read_at, depth = now, self.depth(queue)
-        self._recent[queue] = (read_at, depth)
+        depth = self._recent_depth(queue)
+        if depth is None:
+            depth = self._remember(queue, self.depth(queue))
         return depth >= limit
+
+    async def full_async(self, queue: str, limit: int, client: Any) -> bool:
+        """full(), reading the depth with an asyncio Redis client."""
+        depth = self._recent_depth(queue)
+        if depth is None:
+            depth = self._remember(queue, await self.depth_async(queue, client))
+        return depth >= limit
+
+    def _recent_depth(self, queue: str) -> int | None:
+        read_at, depth = self._recent.get(queue, (0.0, 0))
+        return depth if time.monotonic() - read_at <= FULL_CHECK_S else None
+
+    def _remember(self, queue: str, depth: int) -> int:
+        self._recent[queue] = (time.monotonic(), depth)
+        return depth
 
     def sent(self, queue: str) -> None:
         """Count a job this process just sent to queue, for the queue-full check."""
@@ -49,16 +64,27 @@ class QueueWatch:
 
     def depth(self, queue: str) -> int:
         """Jobs waiting on queue, at every priority."""
-        names = [queue, *(f"{queue}:{p}" for p in PRIORITIES)]
         try:
             with self.redis.pipeline(transaction=False) as pipe:
-                for name in names:
+                for name in _lists(queue):
                     pipe.llen(name)
                 return sum(pipe.execute())
         except redis.RedisError as exc:
-            error = Unavailable(f"the broker does not answer: {exc}")
-            error.retry_after = 5
-            raise error from None
+            raise _no_broker(exc) from None
+
+    async def depth_async(self, queue: str, client: Any) -> int:
+        """depth(), with an asyncio Redis client."""
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for name in _lists(queue):
+                    pipe.llen(name)
+                return sum(await pipe.execute())
+        except (redis.RedisError, OSError) as exc:
+            raise _no_broker(exc) from None
+
+    def consumed(self, queue: str) -> bool:
+        """True when the last answer from the workers says a live one consumes queue."""
+        return self._thread is not None and queue in (self._consumed or set())
 
     def serves(self, queue: str) -> bool:
         """True when a live worker consumes queue; refreshes once before saying no."""
@@ -97,3 +123,14 @@ class QueueWatch:
                 self.refresh()
             except Exception:  # the watcher must outlive any one failure
                 log.exception("refreshing the worker queues failed")
+
+
+def _lists(queue: str) -> list[str]:
+    """The Redis lists of queue, one per priority."""
+    return [priority_key(queue, priority) for priority in (0, *PRIORITIES)]
+
+
+def _no_broker(exc: Exception) -> Unavailable:
+    error = Unavailable(f"the broker does not answer: {exc}")
+    error.retry_after = 5
+    return error

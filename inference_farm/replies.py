@@ -1,35 +1,37 @@
 """Replies to coalesced jobs: a worker pushes each onto the asking API process's own Redis list.
 
-One list per API process and one reader thread: a reply costs one RPUSH and wakes its
-waiters at once, where Celery's result backend would store it, publish it and poll for it.
+One list per API process, read by one task on the API's event loop: a reply costs one RPUSH
+and settles its waiters at once, where Celery's result backend would store it, publish it
+and poll for it.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import redis
 
 from inference_farm.errors import DeadlineExceeded, FarmError
-from inference_farm.health import redis_client
+from inference_farm.health import async_redis_client
 
 log = logging.getLogger(__name__)
 REPLY_KEY = "farm:replies:{}"
 REPLY_TTL_S = 300  # an inbox whose API process is gone disappears after this long
 POLL_S = 0.5  # how often the reader also looks for jobs that will never answer
 GRACE_S = 1.0  # a job is given up this long after its deadline
+READ_BATCH = 64  # replies taken per round trip once one has arrived
 Callback = Callable[[Any, FarmError | None], None]
 
 
 def send_reply(client: Any, key: str, task_id: str, reply: Any) -> None:
     """Push a job's reply onto the inbox key (worker side)."""
-    message = json.dumps({"task_id": task_id, "reply": reply})
+    message = orjson.dumps({"task_id": task_id, "reply": reply}, default=str)
     with client.pipeline(transaction=False) as pipe:
         pipe.rpush(key, message)
         pipe.expire(key, REPLY_TTL_S)
@@ -37,73 +39,89 @@ def send_reply(client: Any, key: str, task_id: str, reply: Any) -> None:
 
 
 class Inbox:
-    """This process's reply list: calls back each expected job once, with its reply or error."""
+    """This process's reply list: calls back each expected job once, with its reply or error.
+
+    Every method runs on one event loop; the reader task starts with the first expect().
+    """
 
     def __init__(self, broker_url: str) -> None:
         self.key = REPLY_KEY.format(uuid.uuid4().hex)
         self._url = broker_url
-        self._client: Any = None
         self._waiting: dict[str, tuple[float, Callback]] = {}
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._reader: asyncio.Task | None = None
         self._down = False  # the broker failed the last read: warned once, not every poll
+        self._blmpop = True  # until the broker says it has no BLMPOP
 
     def expect(self, task_id: str, deadline: float, callback: Callback) -> None:
         """Call callback(reply, None) when task_id answers, or (None, error) past deadline."""
-        with self._lock:
-            self._waiting[task_id] = (deadline, callback)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="inbox", daemon=True)
-                self._thread.start()
+        self._waiting[task_id] = (deadline, callback)
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.get_running_loop().create_task(self._loop(), name="inbox")
 
     def forget(self, task_id: str) -> None:
         """Stop expecting task_id (it was never sent)."""
-        with self._lock:
-            self._waiting.pop(task_id, None)
+        self._waiting.pop(task_id, None)
 
-    def _loop(self) -> None:
-        while True:
+    async def _loop(self) -> None:
+        client = async_redis_client(self._url, POLL_S + 5)
+        try:
+            while True:
+                await self._read_guarded(client)
+                self._give_up_late()
+        finally:
+            await client.aclose()
+
+    async def _read_guarded(self, client: Any) -> None:
+        try:
+            await self._read_once(client)
+            if self._down:
+                log.info("reading replies from the broker again")
+                self._down = False
+        except (redis.RedisError, OSError) as exc:
+            if not self._down:
+                log.warning("could not read replies from the broker: %s", exc)
+                self._down = True
+            await asyncio.sleep(POLL_S)
+        except Exception:  # the reader must outlive any one failure
+            log.exception("reading replies failed")
+            await asyncio.sleep(POLL_S)
+
+    async def _read_once(self, client: Any) -> None:
+        if self._blmpop:
             try:
-                self._read_once()
-                if self._down:
-                    log.info("reading replies from the broker again")
-                    self._down = False
-            except redis.RedisError as exc:
-                if not self._down:
-                    log.warning("could not read replies from the broker: %s", exc)
-                    self._down = True
-                time.sleep(POLL_S)
-            except Exception:  # the reader must outlive any one failure
-                log.exception("reading replies failed")
-            self._give_up_late()
-
-    def _read_once(self) -> None:
-        if self._client is None:
-            self._client = redis_client(self._url, POLL_S + 5)
-        found = self._client.blpop([self.key], timeout=POLL_S)
-        while found is not None:
-            self._deliver(found[1])
-            found = self._client.lpop(self.key)
-            found = (self.key, found) if found is not None else None
+                # Up to READ_BATCH replies in one round trip (Redis 7 and later).
+                found = await client.blmpop(POLL_S, 1, self.key, direction="LEFT", count=READ_BATCH)
+            except redis.ResponseError:  # an older Redis: BLPOP, then LPOP what else waits
+                self._blmpop = False
+                return
+            for raw in found[1] if found else []:
+                self._deliver(raw)
+            return
+        popped = await client.blpop([self.key], timeout=POLL_S)
+        if popped is not None:
+            self._deliver(popped[1])
+            for raw in await client.lpop(self.key, READ_BATCH) or []:
+                self._deliver(raw)
 
     def _deliver(self, raw: bytes) -> None:
         try:
-            message = json.loads(raw)
+            message = orjson.loads(raw)
             task_id, reply = message["task_id"], message["reply"]
         except (ValueError, KeyError, TypeError):
             log.warning("dropped a malformed reply on %s", self.key)
             return
-        with self._lock:
-            waiting = self._waiting.pop(task_id, None)
-        if waiting is not None:
+        waiting = self._waiting.pop(task_id, None)
+        if waiting is None:
+            return
+        try:
             waiting[1](reply, None)
+        except Exception:
+            log.exception("handing out the reply of %s failed", task_id)
 
     def _give_up_late(self) -> None:
         now = time.time()
-        with self._lock:
-            late = [(k, v) for k, v in self._waiting.items() if v[0] + GRACE_S < now]
-            for task_id, _ in late:
-                del self._waiting[task_id]
+        late = [(k, v) for k, v in self._waiting.items() if v[0] + GRACE_S < now]
         for task_id, (_deadline, callback) in late:
+            del self._waiting[task_id]
             message = "no answer within the request's timeout; the job will not run after it"
             callback(None, DeadlineExceeded(message, job_id=task_id))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 from gunicorn.app.base import BaseApplication
+from uvicorn_worker import UvicornWorker
 
 from inference_farm import multiproc
 from inference_farm.celery_app import CONTROL_QUEUE, create_celery, model_queue
@@ -28,8 +29,21 @@ def check_registry(settings: Settings) -> None:
         database.engine.dispose()
 
 
+class FarmWorker(UvicornWorker):
+    """gunicorn's worker process serving the ASGI app with uvicorn (uvloop and httptools
+    where installed); no access log or Server header of its own."""
+
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
+        "loop": "auto",
+        "http": "auto",
+        "lifespan": "on",
+        "access_log": False,
+        "server_header": False,
+    }
+
+
 class _Gunicorn(BaseApplication):
-    """gunicorn running the farm's app factory in each worker process."""
+    """gunicorn running the farm's ASGI app factory in each worker process."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -40,8 +54,7 @@ class _Gunicorn(BaseApplication):
         options: dict[str, Any] = {
             "bind": f"{s.api_host}:{s.api_port}",
             "workers": s.api_workers,
-            "threads": s.api_threads,
-            "worker_class": "gthread",
+            "worker_class": FarmWorker,
             "graceful_timeout": 10,
             "loglevel": s.log_level.lower(),
             "accesslog": None,
@@ -54,9 +67,9 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from inference_farm.api import create_app
+        from inference_farm.api.asgi import create_asgi
 
-        return create_app(self.settings)
+        return create_asgi(self.settings)
 
 
 def _child_exit(_server: Any, worker: Any) -> None:

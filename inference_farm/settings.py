@@ -64,9 +64,9 @@ class Settings(BaseModel):
         "127.0.0.1", description="Address the API, Flower and worker metrics bind to."
     )
     api_port: int = Field(8000, ge=1, le=65535, description="Port of the API.")
-    api_workers: int = Field(2, ge=1, description="gunicorn worker processes.")
+    api_workers: int = Field(2, ge=1, description="API server processes (gunicorn + uvicorn).")
     api_threads: int = Field(
-        32, ge=1, description="Threads per gunicorn worker: requests each serves at once."
+        32, ge=1, description="Threads per API process for Flask routes and blocking reads."
     )
     task_events: bool = Field(
         False, description="Workers send task events from the start; Flower turns them on."

@@ -108,7 +108,7 @@ def infer(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
     """Run one inference request on this worker's session for its model version."""
     from inference_farm.executor import execute
 
-    reply = execute(worker_state(), payload, self.request.id)
+    reply = execute(worker_state(), payload, self.request.id, _redelivered(self))
     if reply.get("duplicate"):  # keep the stored result of the run that counted
         raise Ignore()
     return reply
@@ -121,8 +121,13 @@ def infer_batch(self: Any, payload: dict[str, Any]) -> None:
     from inference_farm.replies import send_reply
 
     state = worker_state()
-    reply = execute_batch(state, payload, self.request.id)
+    reply = execute_batch(state, payload, self.request.id, _redelivered(self))
     send_reply(state.redis, str(payload.get("reply_to")), self.request.id, reply)
+
+
+def _redelivered(task: Any) -> bool:
+    """Whether the broker delivered the running task's message before (kombu's flag)."""
+    return bool((task.request.delivery_info or {}).get("redelivered"))
 
 
 def _serves(consumer: Any, name: str) -> bool:

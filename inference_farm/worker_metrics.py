@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -93,6 +94,15 @@ def observe_loaded(model: str, version: str, nbytes: int) -> None:
     LOADED_BYTES.labels(model, version, _device).set(nbytes)
 
 
+@functools.lru_cache(maxsize=1024)
+def _children(model: str, version: str, device: str) -> tuple[Any, ...]:
+    """The labelled success counter and histograms of one model version; labels() is slow."""
+    labels = (model, version, device)
+    return tuple(
+        metric.labels(*labels) for metric in (SUCCESS, QUEUE, DECODE, COMPUTE, ENCODE, BATCH)
+    )
+
+
 def observe_inference(
     model: str,
     version: str,
@@ -106,17 +116,17 @@ def observe_inference(
     batch_size: int | None = None,
 ) -> None:
     """Count one request by outcome and record whichever of its timings are known."""
-    labels = (model, version, device)
+    success, queue, decode, compute, encode, batch = _children(model, version, device)
     if outcome == "succeeded":
-        SUCCESS.labels(*labels).inc()
+        success.inc()
     else:
-        FAILURE.labels(*labels, outcome).inc()
-    timings = ((QUEUE, queue_wait_s), (DECODE, decode_s), (COMPUTE, compute_s), (ENCODE, encode_s))
+        FAILURE.labels(model, version, device, outcome).inc()
+    timings = ((queue, queue_wait_s), (decode, decode_s), (compute, compute_s), (encode, encode_s))
     for histogram, seconds in timings:
         if seconds is not None:
-            histogram.labels(*labels).observe(max(seconds, 0.0))
+            histogram.observe(max(seconds, 0.0))
     if batch_size is not None:
-        BATCH.labels(*labels).observe(batch_size)
+        batch.observe(batch_size)
 
 
 def outcome_of(reply: dict[str, Any]) -> str:
@@ -130,6 +140,8 @@ def outcome_of(reply: dict[str, Any]) -> str:
 
 def log_job(job_id: str, model: str, version: str, **fields: Any) -> None:
     """The one structured line per job: ids, model, timings, batch size and outcome."""
+    if not log.isEnabledFor(logging.INFO):
+        return
     document = {"job_id": job_id, "model": model, "version": version, **fields}
     text = " ".join(f"{key}={_shown(value)}" for key, value in document.items())
     log.info("job %s", text, extra={FIELDS: document})

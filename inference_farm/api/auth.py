@@ -51,8 +51,8 @@ def _unauthorized(message: str) -> Unauthorized:
     return error
 
 
-def _bearer() -> str:
-    header = request.headers.get("Authorization", "")
+def bearer(header: str) -> str:
+    """The token of an Authorization header; 401 when it is missing or not Bearer."""
     kind, _, token = header.partition(" ")
     if not header:
         raise _unauthorized("an API key is required: send Authorization: Bearer <key>")
@@ -69,8 +69,46 @@ def allows(key: ApiKey, wanted: str) -> bool:
 def check_model(name: str) -> None:
     """Forbidden unless the current key may use model name (its allowlist, if any)."""
     key: ApiKey | None = g.get("api_key")
-    if key is not None and key.models is not None and name not in key.models:
+    if key is not None:
+        _check_model(key, name)
+
+
+def _check_model(key: ApiKey, name: str) -> None:
+    if key.models is not None and name not in key.models:
         raise Forbidden(f"this key may not use model {name!r}")
+
+
+def permit(key: ApiKey, wanted: str, model: str | None) -> ApiKey:
+    """key, when it holds scope wanted and may use model; else Forbidden."""
+    if not allows(key, wanted):
+        raise Forbidden(f"this key lacks the scope {wanted!r}")
+    if model is not None:
+        _check_model(key, model)
+    return key
+
+
+def key_for(farm: Any, header: str, wanted: str, model: str | None, where: str) -> ApiKey:
+    """The live key of an Authorization header, permitted wanted (and model), its use counted
+    against its rate limit; 401, 403 or 429 otherwise. where names the request, for the log."""
+    token = bearer(header)
+    session = farm.db.session()
+    key = farm.registry.key(session, token)
+    if key is None:
+        log.info("refused key %s on %s", mask(token), where)
+        raise _unauthorized("the API key is unknown, revoked or expired")
+    permit(key, wanted, model)
+    farm.limiter.hit(key)
+    _touch(session, key)
+    return key
+
+
+def quick_key(farm: Any, header: str, wanted: str, model: str | None) -> ApiKey | None:
+    """key_for() when it needs neither the registry nor Redis (a cached key, no rate limit,
+    no last-use due); None when key_for() must run."""
+    key = farm.registry.cached_key(bearer(header))
+    if key is None or farm.limiter.limits_of(key) is not None or _touch_due(key):
+        return None
+    return permit(key, wanted, model)
 
 
 def authenticate() -> None:
@@ -83,26 +121,20 @@ def authenticate() -> None:
     if wanted is None:  # fail closed: a route that forgot its scope serves nobody
         log.error("route %s %s declares no scope", request.method, request.endpoint)
         raise Forbidden("this route is not available")
-    token = _bearer()
+    model = (request.view_args or {}).get("name")
+    where = f"{request.method} {request.path}"
     farm = current_app.extensions["farm"]
-    session = farm.db.session()
-    key = farm.registry.key(session, token)
-    if key is None:
-        log.info("refused key %s on %s %s", mask(token), request.method, request.path)
-        raise _unauthorized("the API key is unknown, revoked or expired")
-    if not allows(key, wanted):
-        raise Forbidden(f"this key lacks the scope {wanted!r}")
-    g.api_key = key
-    if "name" in (request.view_args or {}):
-        check_model(request.view_args["name"])
-    farm.limiter.hit(key)
-    _touch(session, key)
+    g.api_key = key_for(farm, request.headers.get("Authorization", ""), wanted, model, where)
+
+
+def _touch_due(key: ApiKey) -> bool:
+    return key.last_used_at is None or utcnow() - key.last_used_at > LAST_USED_EVERY
 
 
 def _touch(session: Any, key: ApiKey) -> None:
     # Recording every use would write on every request; once a minute is enough to audit.
-    now = utcnow()
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_EVERY:
+    if _touch_due(key):
+        now = utcnow()
         key.last_used_at = now  # the cached copy, so the next request does not write again
         session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
         session.commit()

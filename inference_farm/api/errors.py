@@ -66,20 +66,34 @@ class FarmApi(Api):
         return response, status
 
 
-def _handle_farm_error(error: FarmError) -> ResponseReturnValue:
+def error_headers(error: FarmError) -> dict[str, str]:
+    """The headers a FarmError's response carries: Retry-After, WWW-Authenticate."""
+    headers = dict(getattr(error, "headers", {}))
+    if isinstance(error, RateLimited | Unavailable) and error.retry_after:
+        headers["Retry-After"] = str(error.retry_after)
+    return headers
+
+
+def log_farm_error(error: FarmError) -> None:
+    """Log a server-side FarmError once; a client's mistake is not the server's news."""
     if error.status >= 500:
         log.warning("%s: %s", type(error).__name__, error.message)
+
+
+def _handle_farm_error(error: FarmError) -> ResponseReturnValue:
+    log_farm_error(error)
     response, status = error_response(error.status, error.message, **error.extra)
-    if isinstance(error, RateLimited | Unavailable) and error.retry_after:
-        response.headers["Retry-After"] = str(error.retry_after)
-    for name, value in getattr(error, "headers", {}).items():
+    for name, value in error_headers(error).items():
         response.headers[name] = value
     return response, status
 
 
+INTERNAL = "internal server error; the server log has the details"
+
+
 def _handle_unexpected(error: Exception) -> ResponseReturnValue:
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return error_response(500, "internal server error; the server log has the details")
+    return error_response(500, INTERNAL)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -90,7 +90,7 @@ class RegistryCache:
 
     def served(self, session: Session, name: str, version: str | None) -> Served:
         """The version served for (name, version): cached, or read from the registry."""
-        found = self.versions.get((name, version))
+        found = self.cached_served(name, version)
         if found is not None:
             return found
         found = read_served(session, name, version)
@@ -98,17 +98,27 @@ class RegistryCache:
             self.versions.put((name, version), found)
         return found
 
+    def cached_key(self, token: str) -> ApiKey | None:
+        """The live key for token if this cache holds it; None means: ask the registry."""
+        found = self.keys.get(hash_secret(token))  # the cache holds no secret
+        if found is not None and (found.expires_at is None or found.expires_at > utcnow()):
+            return found
+        return None
+
     def key(self, session: Session, token: str) -> ApiKey | None:
         """The live key for token: cached, or verified against the registry."""
-        digest = hash_secret(token)  # the cache holds no secret
-        found = self.keys.get(digest)
-        if found is not None and (found.expires_at is None or found.expires_at > utcnow()):
+        found = self.cached_key(token)
+        if found is not None:
             return found
         found = verify_key(session, token)
         if found is not None:
             session.expunge(found)  # readable after the session ends; never written through
-            self.keys.put(digest, found)
+            self.keys.put(hash_secret(token), found)
         return found
+
+    def cached_served(self, name: str, version: str | None) -> Served | None:
+        """The ready version served for (name, version) if this cache holds it."""
+        return self.versions.get((name, version))
 
     def clear(self) -> None:
         """Forget everything: the registry was just changed by this process."""

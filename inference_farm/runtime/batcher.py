@@ -25,6 +25,7 @@ class Request:
     feeds: dict[str, np.ndarray]
     wanted: list[str]
     deadline: float | None = None  # epoch seconds; a request still waiting then is dropped
+    count: int = 1  # the client requests whose rows these are (a stacked group carries many)
     future: Future = field(default_factory=Future)
     queued_at: float = field(default_factory=time.perf_counter)
 
@@ -46,7 +47,7 @@ class Expired(Exception):
 
 @dataclass
 class Outcome:
-    """What one request gets back: its outputs, the rows it was run with, and timings."""
+    """What one request gets back: its outputs, the client requests in its run, timings."""
 
     wanted: list[str]
     outputs: list[Any]
@@ -66,7 +67,7 @@ def run_alone(request: Request) -> Outcome:
     started = time.perf_counter()
     outputs = request.session.run(request.wanted, request.feeds)
     compute = time.perf_counter() - started
-    return Outcome(request.wanted, outputs, 1, compute, started - request.queued_at)
+    return Outcome(request.wanted, outputs, request.count, compute, started - request.queued_at)
 
 
 class Batcher:
@@ -194,10 +195,9 @@ def run_batch(batch: list[Request]) -> None:
         run_each(batch)
         return
     compute = time.perf_counter() - started
+    count = sum(request.count for request in batch)
     for request, outputs_of in zip(batch, parts, strict=True):
-        outcome = Outcome(
-            request.wanted, outputs_of, len(batch), compute, started - request.queued_at
-        )
+        outcome = Outcome(request.wanted, outputs_of, count, compute, started - request.queued_at)
         request.future.set_result(outcome)
 
 

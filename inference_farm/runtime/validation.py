@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from itertools import chain
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+import orjson
 
 from inference_farm.errors import InvalidInput
 from inference_farm.runtime.datatypes import NUMPY_FROM_OIP
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 MAX_RANK = 32  # numpy 1 holds at most 32 dimensions, numpy 2 64
 MAX_SIZE = 2**59  # elements of 8 bytes whose size numpy can still count in an int64
 LENGTH_HEADER = "Inference-Header-Content-Length"
+_LONG_DIGITS = re.compile(r"\d{20}")
 _LENGTH = struct.Struct("<I")
 _FLOATS = ("FP16", "FP32", "FP64")
 _WORDS = {
@@ -49,10 +52,22 @@ class InputHead(NamedTuple):
 # --- the request document ---
 
 
+def _loads(text: str) -> Any:
+    """json.loads, parsed by orjson where it can: about five times faster on numbers."""
+    # orjson reads integers over 64 bits as floats, which an integer tensor must refuse as out
+    # of range; the scan for them is slow, so only documents that name such a type pay it.
+    if "INT" in text and _LONG_DIGITS.search(text):
+        return json.loads(text)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # what orjson refuses and json takes (NaN), or json's message
+        return json.loads(text)
+
+
 def load_document(header: bytes) -> dict:
     """The JSON object in an infer request's header."""
     try:
-        document = json.loads(header.decode("utf-8"))
+        document = _loads(header.decode("utf-8"))
     except UnicodeDecodeError as exc:
         reason = f"not UTF-8 ({exc.reason} at byte {exc.start})"
         raise InvalidInput(f"the request body is not valid JSON: {reason}") from None

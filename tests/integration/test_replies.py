@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 import time
 from typing import Any
 
@@ -21,27 +21,56 @@ class Outcome:
     """What one expected job was called back with."""
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.done = asyncio.Event()
+        self.calls = 0
         self.reply: Any = None
         self.error: Any = None
 
     def __call__(self, reply: Any, error: Any) -> None:
         self.reply, self.error = reply, error
+        self.calls += 1
         self.done.set()
+
+    async def wait(self) -> bool:
+        try:
+            await asyncio.wait_for(self.done.wait(), WAIT_S)
+        except TimeoutError:
+            return False
+        return True
 
 
 def test_a_reply_reaches_the_job_that_expects_it(broker_url: str) -> None:
-    inbox, client = Inbox(broker_url), redis.Redis.from_url(broker_url)
-    first, second = Outcome(), Outcome()
-    inbox.expect("job-1", time.time() + 60, first)
-    inbox.expect("job-2", time.time() + 60, second)
-    client.rpush(inbox.key, b"not json")  # dropped with a warning; the reader goes on
-    send_reply(client, inbox.key, "someone-else", {"ok": True})  # nobody waits: ignored
-    send_reply(client, inbox.key, "job-2", {"ok": True, "n": 2})
-    send_reply(client, inbox.key, "job-1", {"ok": True, "n": 1})
-    assert first.done.wait(WAIT_S) and second.done.wait(WAIT_S)
-    assert (first.reply, first.error) == ({"ok": True, "n": 1}, None)
-    assert (second.reply, second.error) == ({"ok": True, "n": 2}, None)
+    async def scenario() -> None:
+        inbox, client = Inbox(broker_url), redis.Redis.from_url(broker_url)
+        first, second = Outcome(), Outcome()
+        inbox.expect("job-1", time.time() + 60, first)
+        inbox.expect("job-2", time.time() + 60, second)
+        client.rpush(inbox.key, b"not json")  # dropped with a warning; the reader goes on
+        send_reply(client, inbox.key, "someone-else", {"ok": True})  # nobody waits: ignored
+        send_reply(client, inbox.key, "job-2", {"ok": True, "n": 2})
+        send_reply(client, inbox.key, "job-1", {"ok": True, "n": 1})
+        assert await first.wait() and await second.wait()
+        assert (first.reply, first.error) == ({"ok": True, "n": 1}, None)
+        assert (second.reply, second.error) == ({"ok": True, "n": 2}, None)
+        assert first.calls == second.calls == 1
+
+    asyncio.run(scenario())
+
+
+def test_many_replies_that_arrive_together_each_reach_their_job(broker_url: str) -> None:
+    async def scenario() -> None:
+        inbox, client = Inbox(broker_url), redis.Redis.from_url(broker_url)
+        outcomes = {f"job-{i}": Outcome() for i in range(150)}  # more than one read takes
+        for task_id, outcome in outcomes.items():
+            inbox.expect(task_id, time.time() + 60, outcome)
+        # The reader first runs at the next await: every reply is waiting by then.
+        for index, task_id in enumerate(outcomes):
+            send_reply(client, inbox.key, task_id, {"ok": True, "n": index})
+        for index, outcome in enumerate(outcomes.values()):
+            assert await outcome.wait()
+            assert outcome.reply == {"ok": True, "n": index}
+
+    asyncio.run(scenario())
 
 
 def test_an_inbox_nobody_reads_expires(broker_url: str) -> None:
@@ -52,34 +81,43 @@ def test_an_inbox_nobody_reads_expires(broker_url: str) -> None:
 
 
 def test_a_job_that_never_answers_is_given_up_after_its_deadline(broker_url: str) -> None:
-    inbox = Inbox(broker_url)
-    late = Outcome()
-    inbox.expect("job-late", time.time(), late)
-    assert late.done.wait(WAIT_S)
-    assert late.reply is None and isinstance(late.error, DeadlineExceeded)
-    assert late.error.extra == {"job_id": "job-late"}
-    assert late.error.message.startswith("no answer within")
+    async def scenario() -> None:
+        inbox = Inbox(broker_url)
+        late = Outcome()
+        inbox.expect("job-late", time.time(), late)
+        assert await late.wait()
+        assert late.reply is None and isinstance(late.error, DeadlineExceeded)
+        assert late.error.extra == {"job_id": "job-late"}
+        assert late.error.message.startswith("no answer within")
+
+    asyncio.run(scenario())
 
 
 def test_a_forgotten_job_is_never_called_back(broker_url: str) -> None:
-    inbox, client = Inbox(broker_url), redis.Redis.from_url(broker_url)
-    forgotten, watched = Outcome(), Outcome()
-    inbox.expect("job-gone", time.time() + 60, forgotten)
-    inbox.forget("job-gone")
-    inbox.expect("job-seen", time.time() + 60, watched)
-    send_reply(client, inbox.key, "job-gone", {"ok": True})
-    send_reply(client, inbox.key, "job-seen", {"ok": True})
-    assert watched.done.wait(WAIT_S)
-    assert not forgotten.done.is_set()
+    async def scenario() -> None:
+        inbox, client = Inbox(broker_url), redis.Redis.from_url(broker_url)
+        forgotten, watched = Outcome(), Outcome()
+        inbox.expect("job-gone", time.time() + 60, forgotten)
+        inbox.forget("job-gone")
+        inbox.expect("job-seen", time.time() + 60, watched)
+        send_reply(client, inbox.key, "job-gone", {"ok": True})
+        send_reply(client, inbox.key, "job-seen", {"ok": True})
+        assert await watched.wait()
+        assert not forgotten.done.is_set()
+
+    asyncio.run(scenario())
 
 
 def test_a_broker_that_is_down_is_reported_once(caplog: pytest.LogCaptureFixture) -> None:
-    inbox = Inbox(CLOSED_REDIS)
-    late = Outcome()
-    with caplog.at_level(logging.INFO, logger="inference_farm.replies"):
+    async def scenario() -> None:
+        inbox = Inbox(CLOSED_REDIS)
+        late = Outcome()
         inbox.expect("job-1", time.time(), late)
-        assert late.done.wait(WAIT_S)  # given up after its deadline, broker or not
-        time.sleep(3 * POLL_S)  # several more failed reads
+        assert await late.wait()  # given up after its deadline, broker or not
+        await asyncio.sleep(3 * POLL_S)  # several more failed reads
+        assert isinstance(late.error, DeadlineExceeded)
+
+    with caplog.at_level(logging.INFO, logger="inference_farm.replies"):
+        asyncio.run(scenario())
     warnings = [r for r in caplog.records if "could not read replies" in r.getMessage()]
     assert len(warnings) == 1
-    assert isinstance(late.error, DeadlineExceeded)
