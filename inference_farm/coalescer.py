@@ -41,6 +41,7 @@ class _Waiter:
     deadline: float
     trace: dict[str, Any]
     future: asyncio.Future
+    arrived: float = 0.0  # loop time
     task_id: str | None = None
     timer: asyncio.TimerHandle | None = None
 
@@ -65,6 +66,7 @@ class _Lane:
     priority: int
     pending: deque[_Waiter] = field(default_factory=deque)
     inflight: int = 0
+    filling: asyncio.TimerHandle | None = None  # sends what waits once max_delay_s is up
 
 
 class Coalescer:
@@ -80,6 +82,7 @@ class Coalescer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._publisher: Publisher | None = None
         self._bind_lock = threading.Lock()
+        self._sending: set[asyncio.Task] = set()
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Run on loop from now on (the API server's loop, at its start)."""
@@ -96,7 +99,7 @@ class Coalescer:
         if self._loop is None:
             self.bind(loop)
         lane = self._lane(prepared.model, prepared.version, priority)
-        waiter = _Waiter(prepared, deadline, trace, loop.create_future())
+        waiter = _Waiter(prepared, deadline, trace, loop.create_future(), loop.time())
         timeout = max(deadline - time.time(), 0)
         waiter.timer = loop.call_later(timeout, self._expire, lane, waiter, timeout)
         lane.pending.append(waiter)
@@ -129,11 +132,28 @@ class Coalescer:
         return lane
 
     def _pump(self, lane: _Lane) -> None:
-        """Send what waits on lane, one job at a time, while fewer than max_inflight fly."""
+        """Send what waits on lane, one job at a time, while fewer than max_inflight fly;
+        a model with a queue delay lets its first request wait that long for company."""
+        loop = asyncio.get_running_loop()
         while lane.pending and lane.inflight < self.max_inflight:
+            first = lane.pending[0].prepared
+            wait = lane.pending[0].arrived + first.max_delay_s - loop.time()
+            if wait > 0 and sum(w.prepared.rows for w in lane.pending) < first.max_rows:
+                if lane.filling is None:
+                    lane.filling = loop.call_later(wait, self._filled, lane)
+                return
+            if lane.filling is not None:
+                lane.filling.cancel()
+                lane.filling = None
             batch = self._take(lane)
             lane.inflight += 1
-            asyncio.get_running_loop().create_task(self._send(lane, batch))
+            task = loop.create_task(self._send(lane, batch))
+            self._sending.add(task)  # a task nobody holds may be collected before it ends
+            task.add_done_callback(self._sending.discard)
+
+    def _filled(self, lane: _Lane) -> None:
+        lane.filling = None
+        self._pump(lane)
 
     def _take(self, lane: _Lane) -> list[_Waiter]:
         """The oldest waiting request and those behind it, up to one job's rows."""

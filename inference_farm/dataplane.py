@@ -26,6 +26,7 @@ from inference_farm.queues import QueueWatch
 from inference_farm.registry.cached import RegistryCache, Served, read_served
 from inference_farm.request_ids import trace_fields
 from inference_farm.runtime.codec import InferRequest, pack, validate
+from inference_farm.settings import Settings
 
 log = logging.getLogger(__name__)
 INFER_TASK = "farm.infer"
@@ -43,6 +44,7 @@ class Prepared:
     shapes: str = field(default="")
     rows: int = 1
     max_rows: int = 1  # rows one coalesced job may carry; 1 when the model cannot stack
+    max_delay_s: float = 0.0  # how long a coalesced job may wait to fill before it is sent
 
     @functools.cached_property
     def payload(self) -> dict[str, Any]:
@@ -76,17 +78,20 @@ def prepare(
     version: str | None,
     request: InferRequest,
     registry: RegistryCache | None = None,
-    max_batch_size: int = 1,
+    defaults: Settings | None = None,
 ) -> Prepared:
     """Resolve the version and check the request against its signature (400 before enqueue)."""
     found = (
         registry.served(session, name, version) if registry else read_served(session, name, version)
     )
-    return check(found, name, request, max_batch_size)
+    return check(found, name, request, defaults)
 
 
-def check(found: Served, name: str, request: InferRequest, max_batch_size: int = 1) -> Prepared:
-    """The request for version found of model name, checked against its status and signature."""
+def check(
+    found: Served, name: str, request: InferRequest, defaults: Settings | None = None
+) -> Prepared:
+    """The request for version found of model name, checked against its status and signature;
+    its batching limits are the model's, else those of defaults (none: never coalesced)."""
     if found.status == "pending":  # validation is under way: worth retrying shortly
         error = Unavailable(f"version {found.version} of model {name!r} is still being validated")
         error.retry_after = 5
@@ -98,8 +103,17 @@ def check(found: Served, name: str, request: InferRequest, max_batch_size: int =
     outputs = [output.name for output in request.outputs] if request.outputs else None
     shapes = " ".join(f"{t.name}:{t.datatype}{list(t.array.shape)}" for t in request.inputs)
     rows = {t.array.shape[0] if t.array.ndim else 0 for t in request.inputs}
-    max_rows = (found.max_batch_size or max_batch_size) if found.batchable else 1
-    return Prepared(name, found.version, request, outputs, shapes, max(rows | {1}), max_rows)
+    max_rows = (
+        (found.max_batch_size or (defaults.max_batch_size if defaults else 1))
+        if found.batchable
+        else 1
+    )
+    delay_ms = found.max_queue_delay_ms
+    if delay_ms is None:
+        delay_ms = defaults.max_queue_delay_ms if defaults else 0.0
+    return Prepared(
+        name, found.version, request, outputs, shapes, max(rows | {1}), max_rows, delay_ms / 1000
+    )
 
 
 def check_priority(priority: object) -> int:

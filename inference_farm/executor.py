@@ -46,7 +46,7 @@ def execute_batch(
     if refused is not None:
         replies = [refused for _ in metas]
     else:
-        replies = run_groups(state, payload["model"], payload["version"], groups)
+        replies = run_groups(state, payload["model"], payload["version"], groups, False)
     where = {"model": payload.get("model"), "version": payload.get("version")}
     for meta, reply in zip(metas, replies, strict=True):
         report_job(state.settings.worker_device, {**meta, **where}, task_id, reply, received)

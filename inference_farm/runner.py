@@ -52,9 +52,18 @@ class _Begun:
 
 
 def run_groups(
-    state: WorkerState, model: str, version: str, groups: list[dict[str, Any]]
+    state: WorkerState,
+    model: str,
+    version: str,
+    groups: list[dict[str, Any]],
+    join_others: bool = True,
 ) -> list[dict[str, Any]]:
-    """One reply per request of every group, in order; never raises."""
+    """One reply per request of every group, in order; never raises.
+
+    join_others: the groups go through the version's batcher, so they may wait for, and
+    share a run with, other jobs' requests; otherwise they run at once, in this thread,
+    compatible groups of the job stacked (a coalesced job arrives stacked already).
+    """
     sizes = [len(group.get("requests") or []) for group in groups]
     try:
         found, session = state.serving(model, version)
@@ -63,14 +72,16 @@ def run_groups(
     except Exception as exc:
         log.exception("loading %s %s failed", model, version)
         return [failure(f"the model could not be loaded: {exc}", 500)] * sum(sizes)
-    from inference_farm.runtime.batcher import run_each, stackable
+    from inference_farm.runtime.batcher import run_each, run_together, stackable
 
     begun = [_begin(session, group, size) for group, size in zip(groups, sizes, strict=True)]
     requests = [b.request for b in begun if b.request is not None]
     batcher = state.batcher_for(found)
     stacked = [r for r in requests if batcher is not None and stackable(r)]
-    if stacked:
+    if stacked and join_others:
         batcher.submit_all(stacked)
+    elif stacked:
+        run_together(stacked, batcher.max_rows)
     run_each([r for r in requests if not any(r is s for s in stacked)])
     return [reply for b in begun for reply in _finish(found, b)]
 

@@ -113,8 +113,10 @@ def run_worker(
     celery.conf.farm_all_models = all_models
     queues = worker_queues(settings, models or [], all_models)
     multiproc.prepare("worker")  # before the tasks load prometheus_client
-    # Threads, not prefork: one session cache per worker, which control commands can reach.
-    argv = ["worker", "--pool", "threads", "--concurrency", str(_concurrency(settings))]
+    # Threads, not prefork: one session cache per worker, which control commands can reach;
+    # coalesced inference runs on the consumer's thread (worker_pool.py).
+    celery.conf.worker_pool = "inference_farm.worker_pool:TaskPool"
+    argv = ["worker", "--concurrency", str(_concurrency(settings))]
     argv += ["--queues", ",".join(queues), "--loglevel", settings.log_level]
     argv += ["--hostname", f"farm-{os.getpid()}@%h", "--without-mingle"]
     if settings.task_events:

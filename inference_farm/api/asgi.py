@@ -105,7 +105,7 @@ class InferLane:
         deadline = oip.deadline_of(parsed, settings.request_timeout)
         found = context.registry.cached_served(name, version)
         if found is not None:
-            prepared = dataplane.check(found, name, parsed, settings.max_batch_size)
+            prepared = dataplane.check(found, name, parsed, settings)
         else:
             prepared = await self._blocking(oip.prepare, context, name, version, parsed)
         priority = oip.priority_of(parsed)

@@ -61,7 +61,7 @@ def prepare(
     try:
         return dataplane.prepare(
             context.db.session(), name, version, parsed, context.registry,
-            context.settings.max_batch_size,
+            context.settings,
         )  # fmt: skip
     finally:
         context.db.remove()  # no connection held while waiting for the worker

@@ -164,6 +164,23 @@ class Batcher:
         return batch
 
 
+def run_together(requests: list[Request], max_rows: int) -> None:
+    """Run requests in the calling thread, compatible ones stacked up to max_rows rows."""
+    pending = deque(requests)
+    while pending:
+        first = pending.popleft()
+        batch, rows, key, kept = [first], first.rows, first.compatible_key(), deque()
+        while pending:
+            request = pending.popleft()
+            if request.compatible_key() == key and rows + request.rows <= max_rows:
+                batch.append(request)
+                rows += request.rows
+            else:
+                kept.append(request)
+        pending = kept
+        run_batch(batch)
+
+
 def run_each(requests: list[Request]) -> None:
     """Run each request by itself, in the calling thread, settling its future."""
     for request in requests:
