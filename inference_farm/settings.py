@@ -64,7 +64,9 @@ class Settings(BaseModel):
         "127.0.0.1", description="Address the API, Flower and worker metrics bind to."
     )
     api_port: int = Field(8000, ge=1, le=65535, description="Port of the API.")
-    api_workers: int = Field(2, ge=1, description="API server processes (gunicorn + uvicorn).")
+    api_workers: int = Field(
+        1, ge=1, description="API server processes (gunicorn + uvicorn); one coalesces best."
+    )
     api_threads: int = Field(
         32, ge=1, description="Threads per API process for Flask routes and blocking reads."
     )
