@@ -33,6 +33,8 @@ def envelope(
     body = orjson.dumps(message.body)
     properties = {
         **message.properties,
+        # Celery's own publish carries these among the properties too.
+        **{k: options[k] for k in ("argsrepr", "kwargsrepr") if k in options},
         "delivery_mode": 2,
         "delivery_info": {"exchange": "", "routing_key": queue},
         "priority": priority,

@@ -1,0 +1,82 @@
+"""The API's coalescer on a real Redis: what it publishes, and when."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+
+import numpy as np
+import redis
+
+from inference_farm import dataplane
+from inference_farm.celery_app import create_celery, model_queue
+from inference_farm.coalescer import Coalescer
+from inference_farm.errors import DeadlineExceeded
+from inference_farm.queues import QueueWatch
+from inference_farm.runtime.codec import parse_request, unpack
+from inference_farm.settings import Settings
+
+QUEUE = model_queue("m")
+PRIORITY = 9  # sync requests run at 9: kombu priority 0, the bare queue name
+
+
+def prepared(value: float, max_rows: int = 32, delay_s: float = 0.0) -> dataplane.Prepared:
+    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [value, 0]}]}
+    parsed = parse_request(json.dumps(body).encode(), None)
+    return dataplane.Prepared("m", "1.0.0", parsed, None, "", 1, max_rows, delay_s)
+
+
+def coalescer_for(settings: Settings) -> Coalescer:
+    celery = create_celery(settings)
+    watch = QueueWatch(celery, settings.broker_url or "")
+    # Only the worker-liveness view is faked: no worker runs, so nothing answers.
+    watch._consumed, watch._fetched_at, watch._thread = {QUEUE}, float("inf"), object()
+    return Coalescer(celery, watch, max_inflight=1, max_queue_length=100)
+
+
+def published(settings: Settings) -> list[dict]:
+    client = redis.Redis.from_url(settings.broker_url)
+    messages = [json.loads(raw) for raw in client.lrange(QUEUE, 0, -1)]
+    return [json.loads(base64.b64decode(m["body"]))[0][0] for m in reversed(messages)]
+
+
+def run_requests(coalescer: Coalescer, requests: list[dataplane.Prepared], gap_s: float) -> list:
+    async def scenario() -> list:
+        tasks = []
+        for index, request in enumerate(requests):
+            trace = {"request_id": str(index), "enqueued_at": time.time()}
+            coro = coalescer.infer(request, time.time() + 0.8, PRIORITY, trace)
+            tasks.append(asyncio.create_task(coro))
+            await asyncio.sleep(gap_s)
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    return asyncio.run(scenario())
+
+
+def test_requests_within_a_models_queue_delay_travel_as_one_job(
+    farm_settings: Settings, broker_url: str
+) -> None:
+    coalescer = coalescer_for(farm_settings)
+    outcomes = run_requests(coalescer, [prepared(i, delay_s=0.3) for i in range(5)], 0.02)
+    assert all(isinstance(outcome, DeadlineExceeded) for outcome in outcomes), outcomes
+    [job] = published(farm_settings)
+    [group] = job["groups"]
+    assert group["rows"] == [1] * 5
+    np.testing.assert_array_equal(unpack(group["inputs"]["x"])[:, 0], np.arange(5))
+    assert [meta["request_id"] for meta in group["requests"]] == ["0", "1", "2", "3", "4"]
+
+
+def test_without_a_delay_the_first_request_goes_at_once_and_a_full_job_goes_early(
+    farm_settings: Settings, broker_url: str
+) -> None:
+    coalescer = coalescer_for(farm_settings)
+    coalescer.max_inflight = 2
+    # No delay: the first goes alone; two rows fill the second job, which goes at once.
+    requests = [prepared(0, max_rows=2), prepared(1, max_rows=2, delay_s=5)]
+    requests += [prepared(2, max_rows=2, delay_s=5)]
+    outcomes = run_requests(coalescer, requests, 0.05)
+    assert all(isinstance(outcome, DeadlineExceeded) for outcome in outcomes), outcomes
+    jobs = published(farm_settings)
+    assert [job["groups"][0]["rows"] for job in jobs] == [[1], [1, 1]]
