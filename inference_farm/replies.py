@@ -64,8 +64,11 @@ class Inbox:
 
     async def _loop(self) -> None:
         client = async_redis_client(self._url, POLL_S + 5)
+        task = asyncio.current_task()
         try:
-            while True:
+            # A cancelled read can come back as a plain error (redis-py's hiredis parser
+            # swallows the cancellation), so the loop also asks whether it is being cancelled.
+            while not _cancelling(task):
                 await self._read_guarded(client)
                 self._give_up_late()
         finally:
@@ -125,3 +128,9 @@ class Inbox:
             del self._waiting[task_id]
             message = "no answer within the request's timeout; the job will not run after it"
             callback(None, DeadlineExceeded(message, job_id=task_id))
+
+
+def _cancelling(task: asyncio.Task | None) -> bool:
+    """Whether task has been asked to stop (Python 3.11 and later can tell)."""
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling and cancelling())

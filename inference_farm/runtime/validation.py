@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import struct
 from itertools import chain
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -25,7 +24,8 @@ if TYPE_CHECKING:
 MAX_RANK = 32  # numpy 1 holds at most 32 dimensions, numpy 2 64
 MAX_SIZE = 2**59  # elements of 8 bytes whose size numpy can still count in an int64
 LENGTH_HEADER = "Inference-Header-Content-Length"
-_LONG_DIGITS = re.compile(r"\d{20}")
+_DIGITS_TO_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_RUN = b"0" * 20
 _LENGTH = struct.Struct("<I")
 _FLOATS = ("FP16", "FP32", "FP64")
 _WORDS = {
@@ -52,11 +52,12 @@ class InputHead(NamedTuple):
 # --- the request document ---
 
 
-def _loads(text: str) -> Any:
+def _loads(header: bytes) -> Any:
     """json.loads, parsed by orjson where it can: about five times faster on numbers."""
-    # orjson reads integers over 64 bits as floats, which an integer tensor must refuse as out
-    # of range; the scan for them is slow, so only documents that name such a type pay it.
-    if "INT" in text and _LONG_DIGITS.search(text):
+    text = header.decode("utf-8")
+    # orjson reads integers over 64 bits as floats, where the checks must see them whole;
+    # any run of 20 digits sends the document to json (a C-speed scan: ~13 µs for 8 KB).
+    if _LONG_RUN in header.translate(_DIGITS_TO_ZERO):
         return json.loads(text)
     try:
         return orjson.loads(text)
@@ -67,7 +68,7 @@ def _loads(text: str) -> Any:
 def load_document(header: bytes) -> dict:
     """The JSON object in an infer request's header."""
     try:
-        document = _loads(header.decode("utf-8"))
+        document = _loads(header)
     except UnicodeDecodeError as exc:
         reason = f"not UTF-8 ({exc.reason} at byte {exc.start})"
         raise InvalidInput(f"the request body is not valid JSON: {reason}") from None

@@ -121,3 +121,16 @@ def test_a_broker_that_is_down_is_reported_once(caplog: pytest.LogCaptureFixture
         asyncio.run(scenario())
     warnings = [r for r in caplog.records if "could not read replies" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_the_reader_ends_with_its_event_loop(broker_url: str) -> None:
+    async def scenario() -> None:
+        inbox = Inbox(broker_url)
+        seen = Outcome()
+        inbox.expect("job-1", time.time() + 60, seen)
+        send_reply(redis.Redis.from_url(broker_url), inbox.key, "job-1", {"ok": True})
+        assert await seen.wait()
+
+    started = time.monotonic()
+    asyncio.run(scenario())  # cancels the reader, which must stop rather than read on
+    assert time.monotonic() - started < 5
