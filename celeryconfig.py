@@ -26,11 +26,12 @@ def build(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
         "result_backend": settings.effective_result_backend,
-        # JSON only: a message in any other format is rejected, never unpickled.
+        # JSON, and msgpack for coalesced jobs' raw tensor bytes: a message in any other
+        # format is rejected, never unpickled.
         "task_serializer": "json",
         "result_serializer": "json",
         "event_serializer": "json",
-        "accept_content": ["json"],
+        "accept_content": ["json", "msgpack"],
         "result_accept_content": ["json"],
         # A job is acknowledged after it ran, and requeued if its worker dies mid-job.
         "task_acks_late": True,

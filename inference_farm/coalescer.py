@@ -196,6 +196,7 @@ class Coalescer:
         try:
             await self._publisher_for().publish(
                 queue, BATCH_TASK, payload, task_id=task_id, ignore_result=True,
+                serializer="msgpack",  # raw tensor bytes: measured half the cost of JSON
                 priority=dataplane.MAX_PRIORITY - lane.priority,  # on Redis 0 goes first
                 argsrepr=f"({lane.model!r}, {lane.version!r}, {len(batch)} x {shapes!r})",
                 kwargsrepr="{}",
@@ -291,7 +292,7 @@ def _group(waiters: list[_Waiter]) -> dict[str, Any]:
     for index, tensor in enumerate(first.request.inputs):
         arrays = [waiter.prepared.request.inputs[index].array for waiter in waiters]
         stacked = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
-        inputs[tensor.name] = pack(stacked, tensor.datatype)
+        inputs[tensor.name] = pack(stacked, tensor.datatype, raw=True)
     return {
         "inputs": inputs,
         "outputs": first.outputs,

@@ -12,6 +12,7 @@ import base64
 import uuid
 from typing import Any
 
+import msgpack
 import orjson
 import redis.asyncio as aioredis
 from celery import Celery
@@ -24,13 +25,25 @@ def priority_key(queue: str, priority: int) -> str:
     return f"{queue}{PRIORITY_SEP}{priority}" if priority else queue
 
 
+SERIALIZERS = {  # name: (content type, content encoding, dumps), as kombu registers them
+    "json": ("application/json", "utf-8", orjson.dumps),
+    "msgpack": (
+        "application/x-msgpack",
+        "binary",
+        lambda body: msgpack.packb(body, use_bin_type=True),
+    ),
+}
+
+
 def envelope(
     celery: Celery, queue: str, task: str, args: list[Any], task_id: str, priority: int,
-    **options: Any,
+    serializer: str = "json", **options: Any,
 ) -> bytes:  # fmt: skip
-    """The JSON kombu's Redis transport would push for this task; options go to Celery."""
+    """The JSON kombu's Redis transport would push for this task, its body in serializer
+    (json, or msgpack, which carries bytes as they are); options go to Celery."""
+    content_type, content_encoding, dumps = SERIALIZERS[serializer]
     message = celery.amqp.as_task_v2(task_id, task, args=args, kwargs={}, **options)
-    body = orjson.dumps(message.body)
+    body = dumps(message.body)
     properties = {
         **message.properties,
         # Celery's own publish carries these among the properties too.
@@ -44,8 +57,8 @@ def envelope(
     return orjson.dumps(
         {
             "body": base64.b64encode(body).decode("ascii"),
-            "content-encoding": "utf-8",
-            "content-type": "application/json",
+            "content-encoding": content_encoding,
+            "content-type": content_type,
             "headers": message.headers,
             "properties": properties,
         }

@@ -172,8 +172,9 @@ def datatype_of(array: np.ndarray) -> str:
         raise FarmError(f"numpy dtype {dtype} has no Open Inference Protocol datatype") from None
 
 
-def pack(array: np.ndarray, datatype: str) -> dict:
-    """array as datatype in a JSON-safe dict that unpack turns back into the same array."""
+def pack(array: np.ndarray, datatype: str, raw: bool = False) -> dict:
+    """array as datatype in a JSON-safe dict that unpack turns back into the same array;
+    raw: numeric data as bytes ("raw"), for msgpack, rather than base64 text ("b64")."""
     dtype = _dtype(datatype)
     array = np.asarray(array)
     shape = list(array.shape)
@@ -184,6 +185,8 @@ def pack(array: np.ndarray, datatype: str) -> dict:
         data = array.astype(dtype.newbyteorder("<"), casting="same_kind", copy=False)
     except TypeError:
         raise InvalidInput(f"cannot pack {array.dtype} data as {datatype}") from None
+    if raw:
+        return {"datatype": datatype, "shape": shape, "raw": data.tobytes()}
     return {"datatype": datatype, "shape": shape, "b64": _b64(data.tobytes())}
 
 
@@ -199,7 +202,7 @@ def unpack(packed: dict) -> np.ndarray:
     if datatype == "BYTES":
         items = _packed_list(packed, "items", shape)
         return _object_array([_unb64(item) for item in items], shape)
-    raw = _unb64(packed.get("b64"))
+    raw = packed["raw"] if isinstance(packed.get("raw"), bytes) else _unb64(packed.get("b64"))
     needed = math.prod(shape) * dtype.itemsize
     if len(raw) != needed:
         raise InvalidInput(

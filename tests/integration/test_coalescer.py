@@ -7,6 +7,7 @@ import base64
 import json
 import time
 
+import msgpack
 import numpy as np
 import redis
 
@@ -39,7 +40,8 @@ def coalescer_for(settings: Settings) -> Coalescer:
 def published(settings: Settings) -> list[dict]:
     client = redis.Redis.from_url(settings.broker_url)
     messages = [json.loads(raw) for raw in client.lrange(QUEUE, 0, -1)]
-    return [json.loads(base64.b64decode(m["body"]))[0][0] for m in reversed(messages)]
+    assert {m["content-type"] for m in messages} <= {"application/x-msgpack"}
+    return [msgpack.unpackb(base64.b64decode(m["body"]))[0][0] for m in reversed(messages)]
 
 
 def run_requests(coalescer: Coalescer, requests: list[dataplane.Prepared], gap_s: float) -> list:

@@ -7,6 +7,7 @@ import base64
 import json
 import subprocess
 
+import msgpack
 import numpy as np
 import onnxruntime as ort
 import redis
@@ -32,18 +33,20 @@ def test_the_envelope_is_kombus_own(farm_settings: Settings) -> None:
     client = redis.Redis.from_url(farm_settings.broker_url)
     payload = {"model": "m", "requests": [1, 2]}
     options = {"argsrepr": "(m)", "kwargsrepr": "{}", "ignore_result": True}
-    for priority in (0, 4, 9):
+    for priority, serializer in ((0, "json"), (4, "msgpack"), (9, "json")):
         celery.send_task(
             "farm.infer_batch", args=[payload], queue="farm.model.m", task_id="theirs",
-            priority=priority, **options,
+            priority=priority, serializer=serializer, **options,
         )  # fmt: skip
         theirs = _pushed(client, priority_key("farm.model.m", priority))
-        ours = json.loads(
-            envelope(
-                celery, "farm.model.m", "farm.infer_batch", [payload], "ours", priority, **options
-            )
-        )
+        raw = envelope(
+            celery, "farm.model.m", "farm.infer_batch", [payload], "ours", priority,
+            serializer=serializer, **options,
+        )  # fmt: skip
+        ours = json.loads(raw)
         assert set(ours) == set(theirs)
+        for field in ("content-type", "content-encoding"):
+            assert ours[field] == theirs[field], field
         assert set(ours["headers"]) == set(theirs["headers"])
         # kombu adds a per-message expiration that its Redis transport never reads.
         assert set(theirs["properties"]) - set(ours["properties"]) <= {"expiration"}
@@ -52,9 +55,10 @@ def test_the_envelope_is_kombus_own(farm_settings: Settings) -> None:
         for field in ("task", "ignore_result", "argsrepr", "lang"):
             assert ours["headers"][field] == theirs["headers"][field], field
         assert ours["headers"]["id"] == "ours" and ours["properties"]["correlation_id"] == "ours"
-        body = json.loads(base64.b64decode(ours["body"]))
-        assert body == json.loads(base64.b64decode(theirs["body"]))
-        assert body[0] == [payload]
+        loads = json.loads if serializer == "json" else msgpack.unpackb
+        body = loads(base64.b64decode(ours["body"]))
+        assert body == loads(base64.b64decode(theirs["body"]))
+        assert list(body[0]) == [payload]
 
 
 def test_a_worker_runs_what_the_publisher_sends(
@@ -64,7 +68,7 @@ def test_a_worker_runs_what_the_publisher_sends(
     assert upload(api, "tiny", content).status_code == 202
     assert settled(api, "tiny", "1.0.0")["status"] == "ready"
     x = np.ones((3, 4), np.float32)
-    group = {"inputs": {"x": pack(x, "FP32")}, "outputs": None, "rows": [1, 2],
+    group = {"inputs": {"x": pack(x, "FP32", raw=True)}, "outputs": None, "rows": [1, 2],
              "requests": [{"deadline": None}, {"deadline": None}]}  # fmt: skip
     inbox = "farm:replies:published"
     payload = {"model": "tiny", "version": "1.0.0", "reply_to": inbox, "groups": [group]}
@@ -73,7 +77,7 @@ def test_a_worker_runs_what_the_publisher_sends(
         client = async_redis_client(farm_settings.broker_url or "", 5)
         await Publisher(create_celery(farm_settings), client).publish(
             model_queue("tiny"), "farm.infer_batch", payload, priority=0, task_id="published",
-            ignore_result=True, argsrepr="()", kwargsrepr="{}",
+            ignore_result=True, argsrepr="()", kwargsrepr="{}", serializer="msgpack",
         )  # fmt: skip
         await client.aclose()
 

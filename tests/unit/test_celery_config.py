@@ -29,8 +29,8 @@ def config(settings: Settings) -> dict[str, Any]:
     return celeryconfig.build(settings)
 
 
-def test_json_only(config: dict[str, Any]) -> None:
-    assert config["accept_content"] == ["json"]
+def test_json_and_msgpack_only(config: dict[str, Any]) -> None:
+    assert config["accept_content"] == ["json", "msgpack"]  # msgpack: coalesced jobs
     assert config["result_accept_content"] == ["json"]
     assert config["task_serializer"] == "json"
     assert config["result_serializer"] == "json"
@@ -45,7 +45,7 @@ def test_no_pickle_anywhere_in_app_conf(settings: Settings) -> None:
     conf = create_celery(settings).conf
     offending = {key: value for key, value in conf.items() if "pickle" in repr(value).lower()}
     assert not offending
-    assert conf.accept_content == ["json"]
+    assert conf.accept_content == ["json", "msgpack"]
     assert conf.result_accept_content == ["json"]
 
 
