@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
@@ -36,8 +37,17 @@ RATE_LIMITED = Counter(
 
 def observe_request(method: str, route: str, model: str, status: int, seconds: float) -> None:
     """Count one answered HTTP request and its latency."""
-    HTTP_REQUESTS.labels(method, route, model, str(status)).inc()
-    HTTP_LATENCY.labels(method, route, model).observe(seconds)
+    count, latency = _request_children(method, route, model, status)
+    count.inc()
+    latency.observe(seconds)
+
+
+@functools.lru_cache(maxsize=4096)
+def _request_children(method: str, route: str, model: str, status: int) -> tuple[Any, Any]:
+    # labels() costs more than the observation itself; model names are bounded by the caller.
+    return HTTP_REQUESTS.labels(method, route, model, str(status)), HTTP_LATENCY.labels(
+        method, route, model
+    )
 
 
 def rate_limited(limit: str) -> None:

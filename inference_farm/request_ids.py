@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextvars
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 HEADER = "X-Request-ID"
@@ -18,7 +18,7 @@ def accept(incoming: str | None) -> str:
     """The client's id when it is short and safe, else a new one."""
     if incoming and _SAFE.fullmatch(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as uuid4().hex, and cheaper
 
 
 def current() -> str | None:

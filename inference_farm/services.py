@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, ClassVar
+from typing import Any
 
 from gunicorn.app.base import BaseApplication
-from uvicorn_worker import UvicornWorker
 
 from inference_farm import multiproc
 from inference_farm.celery_app import CONTROL_QUEUE, create_celery, model_queue
@@ -29,19 +28,6 @@ def check_registry(settings: Settings) -> None:
         database.engine.dispose()
 
 
-class FarmWorker(UvicornWorker):
-    """gunicorn's worker process serving the ASGI app with uvicorn (uvloop and httptools
-    where installed); no access log or Server header of its own."""
-
-    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
-        "loop": "auto",
-        "http": "auto",
-        "lifespan": "on",
-        "access_log": False,
-        "server_header": False,
-    }
-
-
 class _Gunicorn(BaseApplication):
     """gunicorn running the farm's ASGI app factory in each worker process."""
 
@@ -54,7 +40,7 @@ class _Gunicorn(BaseApplication):
         options: dict[str, Any] = {
             "bind": f"{s.api_host}:{s.api_port}",
             "workers": s.api_workers,
-            "worker_class": FarmWorker,
+            "worker_class": "inference_farm.api.wire.FarmWorker",
             "graceful_timeout": 10,
             "loglevel": s.log_level.lower(),
             "accesslog": None,
