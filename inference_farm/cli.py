@@ -49,7 +49,7 @@ def up(flower: bool) -> None:
 
 @cli.command()
 def api() -> None:
-    """Run the REST API (gunicorn) against the configured registry and Redis."""
+    """Run the REST API (gunicorn running uvicorn) against the configured registry and Redis."""
     from inference_farm.services import run_api
 
     run_api(_settings())
