@@ -20,7 +20,7 @@ from tests.integration.conftest import start_worker
 from tests.integration.helpers import client_for, model_bytes, settled, upload
 from tests.services import stop_group, wait_for
 
-WIDTH = 1024  # about 9 s of work here: long enough to kill a worker mid-job
+WIDTH = 768  # about 4 s of work here: long enough to kill a worker mid-job
 JOB = {
     "model": "slow",
     "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, WIDTH], "data": [0.01] * WIDTH}],

@@ -97,6 +97,8 @@ def test_app_conf_carries_config(settings: Settings) -> None:
     assert app.conf.result_expires == 123
     assert app.conf.broker_transport_options["visibility_timeout"] == 4567
     assert app.conf.broker_transport_options["priority_steps"] == list(range(10))
+    # Every sweep for a dead worker's jobs scans Redis; kombu's default scans one in ten.
+    assert app.conf.broker_transport_options["unacked_restore_throttle"] == 1
     assert app.conf.result_backend_transport_options == {"visibility_timeout": 4567}
     assert app.conf.farm_settings is settings
 
