@@ -20,7 +20,7 @@ from tests.integration.conftest import start_worker
 from tests.integration.helpers import client_for, model_bytes, settled, upload
 from tests.services import stop_group, wait_for
 
-WIDTH = 768  # about 4 s of work here: long enough to kill a worker mid-job
+WIDTH, LAYERS = 1024, 192  # about 3 s of work: long enough to kill a worker mid-job
 JOB = {
     "model": "slow",
     "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, WIDTH], "data": [0.01] * WIDTH}],
@@ -50,7 +50,10 @@ def workers(failover_env: dict[str, str], tmp_path: Path) -> Iterator[list[subpr
 def slow_api(failover_env: dict[str, str], workers: list, tmp_path: Path) -> FlaskClient:
     client = client_for(load_settings(env=failover_env))
     workers.append(start_worker(failover_env, tmp_path / "worker.log"))
-    assert upload(client, "slow", model_bytes(onnx_models.slow_model(WIDTH))).status_code == 202
+    assert (
+        upload(client, "slow", model_bytes(onnx_models.slow_model(WIDTH, LAYERS))).status_code
+        == 202
+    )
     assert settled(client, "slow", "1.0.0")["status"] == "ready"
     return client
 
