@@ -96,8 +96,8 @@ class Coalescer:
     ) -> dict:
         """The worker's reply to one request, sent along with whatever else is waiting."""
         loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self.bind(loop)
+        if self._loop is not loop:
+            self.bind(loop)  # the first loop to use it; any other is refused
         lane = self._lane(prepared.model, prepared.version, priority)
         waiter = _Waiter(prepared, deadline, trace, loop.create_future(), loop.time())
         timeout = max(deadline - time.time(), 0)

@@ -189,18 +189,5 @@ def create_asgi(settings: Settings | None = None) -> Callable[..., Awaitable[Non
             await lane(scope, receive, send)
         elif scope["type"] == "http":
             await wsgi(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await _lifespan(receive, send)
 
-    app.flask = flask_app  # type: ignore[attr-defined]
     return app
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

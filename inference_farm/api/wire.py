@@ -59,7 +59,7 @@ class FarmWorker(UvicornWorker):
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         "loop": "auto",
         "http": GatheringHttpToolsProtocol,
-        "lifespan": "on",
+        "lifespan": "off",  # nothing to start or stop: the app builds itself on load
         "access_log": False,
         "server_header": False,
     }
