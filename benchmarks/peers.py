@@ -37,6 +37,7 @@ class PeerOptions:
     noqueue_intra_op_threads: int = 1
     ray_max_batch: int = 32
     ray_wait_ms: float = 2.0
+    ray_intra_op_threads: int = 0
     start_timeout: float = 180.0
 
 
@@ -118,6 +119,7 @@ def ray_serve(
     argv += ["--ingress", ingress, "--port", str(port), "--ready-file", str(ready)]
     argv += ["--max-batch-size", str(opts.ray_max_batch)]
     argv += ["--batch-wait-timeout-s", str(opts.ray_wait_ms / 1000)]
+    argv += ["--intra-op-threads", str(opts.ray_intra_op_threads)]
     supervisor = Supervisor(env=dict(os.environ), log_dir=work / "logs")
     process = None
     try:

@@ -22,11 +22,21 @@ SERVER = "ray-serve-benchmark"  # what GET answers, so a probe knows it found th
 class Models:
     """POST /v2/models/{tiny,heavy}/infer, each model behind its own @serve.batch."""
 
-    def __init__(self, models_dir: str, max_batch_size: int, batch_wait_timeout_s: float) -> None:
+    def __init__(
+        self,
+        models_dir: str,
+        max_batch_size: int,
+        batch_wait_timeout_s: float,
+        intra_op_threads: int = 0,
+    ) -> None:
         import onnxruntime as ort
 
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads  # 0: onnxruntime decides
         self.sessions = {
-            path.stem: ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            path.stem: ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
             for path in Path(models_dir).glob("*.onnx")
         }
         for method in (self.run_tiny, self.run_heavy):

@@ -31,6 +31,7 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--ready-file", type=Path, required=True)
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-wait-timeout-s", type=float, default=0.002)
+    parser.add_argument("--intra-op-threads", type=int, default=0)
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count() or 1)
     return parser.parse_args()
 
@@ -90,7 +91,10 @@ def main() -> None:
         from benchmarks.ray_models import Models
 
         models = Models.bind(
-            str(args.models_dir.resolve()), args.max_batch_size, args.batch_wait_timeout_s
+            str(args.models_dir.resolve()),
+            args.max_batch_size,
+            args.batch_wait_timeout_s,
+            args.intra_op_threads,
         )
         serve.run(models, name="models", route_prefix="/")
         port = _serving_port(args)

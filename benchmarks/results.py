@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,33 @@ HEADER = (
     "| --- | --: | --: | --: | --: | --: |"
 )
 MISSING = "-"
+
+
+# How each figure of a cell combines over rounds: medians of rates and latencies, sums of counts.
+MEDIAN_KEYS = ("correct_per_s", "p50_ms", "p99_ms", "mean_ms", "mean_batch_size")
+SUM_KEYS = ("correct", "wrong", "non_200", "socket_errors", "timeouts", "responses")
+
+
+def merge_rounds(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """One system's results over several rounds: per cell the median of each rate and
+    latency and the sum of each count; every round's cells kept under "rounds"."""
+    failed = [entry for entry in entries if entry["status"] != "ok"]
+    if failed or len(entries) == 1:
+        return failed[0] if failed else entries[0]
+    merged = {**entries[0], "cells": {}, "rounds": [entry["cells"] for entry in entries]}
+    for cell in entries[0]["cells"]:
+        rounds = [entry["cells"][cell] for entry in entries if cell in entry["cells"]]
+        combined = dict(rounds[0])
+        for key in MEDIAN_KEYS:
+            values = [r[key] for r in rounds if r.get(key) is not None]
+            combined[key] = statistics.median(values) if values else None
+        for key in SUM_KEYS:
+            combined[key] = sum(r.get(key, 0) for r in rounds)
+        combined["first_error"] = next(
+            (r["first_error"] for r in rounds if r.get("first_error")), ""
+        )
+        merged["cells"][cell] = combined
+    return merged
 
 
 def cell_errors(cell: dict[str, Any]) -> int:
@@ -74,7 +102,13 @@ def markdown(results: dict[str, Any]) -> str:
         "# Benchmark results",
         "",
         f"{run['date']} on {run['machine']}; {run['duration_s']:g} s per cell after "
-        f"{run['warmup_s']:g} s of warm-up; wrk with {run['wrk_threads']} threads.",
+        f"{run['warmup_s']:g} s of warm-up; wrk with {run['wrk_threads']} threads"
+        + (
+            f"; each figure the median of {run['rounds']} rounds, the systems in turn, "
+            "every other round in reverse order."
+            if run.get("rounds", 1) > 1
+            else "."
+        ),
         "Only correct answers count toward req/s; errors counts every other answer.",
         "",
         f"`{run['command']}`",

@@ -24,7 +24,7 @@ from benchmarks import farm, inprocess, peers
 from benchmarks.bodies import BodySet, write_bodies
 from benchmarks.load import LoadOptions, Target, probe, run_cell, run_wrk, wrk_binary
 from benchmarks.models import write_models
-from benchmarks.results import CELLS, write
+from benchmarks.results import CELLS, merge_rounds, write
 
 HERE = Path(__file__).resolve().parent
 SYSTEMS = ["inprocess", "noqueue", "ray-direct", "ray-proxy", "farm"]
@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--systems", default=",".join(SYSTEMS), help="comma-separated, from: " + ", ".join(SYSTEMS))
     add("--cells", default=",".join(CELLS), help="comma-separated, from: " + ", ".join(CELLS))
     add("--duration", type=float, default=10.0, help="seconds measured per cell")
+    add("--rounds", type=int, default=1,
+        help="run every system this many times, every other round in reverse order; "
+        "the table shows medians")  # fmt: skip
     add("--warmup", type=float, default=2.0, help="seconds of load before each cell, not counted")
     add("--wrk-threads", type=int, default=2, help="wrk threads (at most the connections)")
     add("--wrk-timeout", type=float, default=5.0, help="seconds before wrk gives up on an answer")
@@ -63,6 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--noqueue-intra-op-threads", type=int, default=1, help="onnxruntime threads per worker")
     add("--ray-max-batch", type=int, default=32, help="@serve.batch max_batch_size")
     add("--ray-wait-ms", type=float, default=2.0, help="@serve.batch batch_wait_timeout_s in ms")
+    add("--ray-intra-op-threads", type=int, default=0, help="onnxruntime threads; 0: it decides")
     add("--work-dir", type=Path, default=HERE / ".work", help="models, bodies and service logs")
     add("--out", type=Path, default=HERE / "results.md", help="markdown table")
     add("--json", type=Path, default=HERE / "results.json", help="raw numbers")
@@ -112,7 +116,11 @@ def _farm(args: argparse.Namespace, models: dict[str, Path]) -> AbstractContextM
 
 def _peer_opts(args: argparse.Namespace) -> peers.PeerOptions:
     return peers.PeerOptions(
-        args.noqueue_workers, args.noqueue_intra_op_threads, args.ray_max_batch, args.ray_wait_ms
+        args.noqueue_workers,
+        args.noqueue_intra_op_threads,
+        args.ray_max_batch,
+        args.ray_wait_ms,
+        args.ray_intra_op_threads,
     )
 
 
@@ -185,11 +193,16 @@ def main(argv: list[str] | None = None, on_table: Callable[[str], Any] = print) 
         for name, path in models.items()
     }
     results: dict[str, Any] = {"run": _run_info(args, argv), "systems": []}
-    for name in args.systems:
-        if name == "inprocess":
-            results["inprocess"] = _inprocess(models, args.duration)
-        else:
-            results["systems"].append(run_system(name, args, models, data))
+    if "inprocess" in args.systems:
+        results["inprocess"] = _inprocess(models, args.duration)
+    served = [name for name in args.systems if name != "inprocess"]
+    entries: dict[str, list[dict[str, Any]]] = {name: [] for name in served}
+    # Every other round runs the systems in reverse, so a machine that speeds up or slows
+    # down during the run does not favour whichever system comes first.
+    for index in range(max(1, args.rounds)):
+        for name in served if index % 2 == 0 else served[::-1]:
+            entries[name].append(run_system(name, args, models, data))
+    results["systems"] = [merge_rounds(entries[name]) for name in served]
     on_table(write(results, args.out, args.json))
     return int(any(system["status"] == "failed" for system in results["systems"]))
 
@@ -206,6 +219,7 @@ def _run_info(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
         "command": _command(sys.argv[1:] if argv is None else argv),
         "duration_s": args.duration,
+        "rounds": max(1, args.rounds),
         "warmup_s": args.warmup,
         "wrk_threads": args.wrk_threads,
         "cells": args.cells,

@@ -92,9 +92,13 @@ def parse_request(
 ) -> InferRequest:
     """The infer request in body; header_length is the Inference-Header-Content-Length value."""
     header, binary = _split_body(body, header_length)
-    return parse_document(
-        load_document(header), binary, header_length is not None, max_elements=max_elements
-    )
+    has_header = header_length is not None
+    try:
+        document = load_document(header, strict=False)
+        return parse_document(document, binary, has_header, max_elements=max_elements)
+    except InvalidInput:  # refused after the fast parse: the strict one words the reason
+        document = load_document(header)
+        return parse_document(document, binary, has_header, max_elements=max_elements)
 
 
 def parse_document(

@@ -117,6 +117,24 @@ def test_table_row_counts_only_correct_answers_and_sums_errors() -> None:
     assert results.row(system) == "| farm | 0.42 ms | 12.3 ms | 3,612 | 605 | 30 |"
 
 
+def test_rounds_combine_into_medians_and_summed_errors() -> None:
+    def cell(rate: float, p50: float, wrong: int) -> dict:
+        return {"correct_per_s": rate, "p50_ms": p50, "wrong": wrong, "first_error": ""}
+
+    rounds = [
+        _system("farm", **{"tiny-c32": cell(1000, 3.0, 0)}),
+        _system("farm", **{"tiny-c32": cell(3000, 1.0, 2)}),
+        _system("farm", **{"tiny-c32": cell(2000, 9.0, 1) | {"first_error": "boom"}}),
+    ]
+    merged = results.merge_rounds(rounds)
+    combined = merged["cells"]["tiny-c32"]
+    assert (combined["correct_per_s"], combined["p50_ms"]) == (2000, 3.0)
+    assert (combined["wrong"], combined["first_error"]) == (3, "boom")
+    assert [r["tiny-c32"]["correct_per_s"] for r in merged["rounds"]] == [1000, 3000, 2000]
+    failed = {"label": "farm", "status": "failed", "reason": "no start", "cells": {}}
+    assert results.merge_rounds([rounds[0], failed])["status"] == "failed"
+
+
 def test_table_marks_cells_not_run_and_skipped_systems() -> None:
     partial = _system("noqueue", **{"tiny-c32": {"correct_per_s": 10.0}})
     assert results.row(partial) == "| noqueue | - | - | 10 | - | 0 |"
