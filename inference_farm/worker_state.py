@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ class WorkerState:
     registry: RegistryCache = field(default_factory=lambda: RegistryCache(0))
     _cache: Any = None
     _batchers: dict[tuple[str, str], Any] = field(default_factory=dict)
+    _refresh_pool: ThreadPoolExecutor | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -81,7 +83,16 @@ class WorkerState:
         return found.version, session
 
     def served(self, name: str, version: str | None) -> Served:
-        """The ready version served for (name, version); Conflict if it is not ready."""
+        """The ready version served for (name, version); Conflict if it is not ready.
+
+        A cached version past half its life is read afresh on a thread of its own, so a job
+        seldom waits for the registry.
+        """
+        found = self.registry.cached_served(name, version)
+        if found is not None:
+            if self.registry.versions.claim_refresh((name, version)):
+                self._refresher().submit(self._refresh, name, version)
+            return found
         session = self.db.session()
         try:
             found = self.registry.served(session, name, version)
@@ -91,11 +102,25 @@ class WorkerState:
             raise Conflict(f"version {found.version} of model {name!r} is {found.status}")
         return found
 
+    def _refresher(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._refresh_pool is None:
+                self._refresh_pool = ThreadPoolExecutor(1, "registry-refresh")
+            return self._refresh_pool
+
+    def _refresh(self, name: str, version: str | None) -> None:
+        try:
+            self.registry.refresh_served(self.db.session(), name, version)
+        except Exception as exc:  # dropped from the cache: the next job reads it itself
+            log.info("refreshing %s %s from the registry failed: %s", name, version, exc)
+        finally:
+            self.db.remove()
+
     def serving(self, name: str, version: str | None) -> tuple[Served, Any]:
         """The version served for (name, version) and its loaded session."""
         found = self.served(name, version)
-        path = self.store.local_path(found.sha256 or "")
-        return found, self.cache.get((name, found.version), path)
+        key = (name, found.version)
+        return found, self.cache.get(key, lambda: self.store.local_path(found.sha256 or ""))
 
     def batcher_for(self, found: Served) -> Any:
         """The batcher of a stackable version, or None when its requests run alone."""

@@ -24,7 +24,7 @@ from flask import Flask
 from inference_farm import dataplane, metrics, request_ids
 from inference_farm.api import Farm, create_app
 from inference_farm.api import infer as oip
-from inference_farm.api.auth import key_for, quick_key
+from inference_farm.api.auth import bearer, key_for, quick_key
 from inference_farm.api.errors import INTERNAL, error_headers, log_farm_error
 from inference_farm.api.metrics import UNLABELLED
 from inference_farm.errors import FarmError, PayloadTooLarge
@@ -98,6 +98,8 @@ class InferLane:
         if quick_key(context, authorization, "infer", name) is None:
             where = f"POST {_path(name, version)}"
             await self._blocking(key_for, context, authorization, "infer", name, where)
+        elif context.registry.key_refresh_due(bearer(authorization)):
+            self._in_background(context.registry.refresh_key, bearer(authorization))
         raw = await _read_body(receive, headers, settings.max_request_bytes)
         parsed = oip.read_request(
             raw, headers.get("inference-header-content-length"), settings.max_tensor_elements
@@ -106,6 +108,8 @@ class InferLane:
         found = context.registry.cached_served(name, version)
         if found is not None:
             prepared = dataplane.check(found, name, parsed, settings)
+            if context.registry.versions.claim_refresh((name, version)):
+                self._in_background(context.registry.refresh_served, name, version)
         else:
             prepared = await self._blocking(oip.prepare, context, name, version, parsed)
         priority = oip.priority_of(parsed)
@@ -121,6 +125,20 @@ class InferLane:
         """work(*args) on the lane's threads, with this request's context (its request id)."""
         call = functools.partial(contextvars.copy_context().run, self._released, work, *args)
         return await asyncio.get_running_loop().run_in_executor(self.threads, call)
+
+    def _in_background(self, refresh: Callable[..., Any], *args: Any) -> None:
+        """refresh(session, *args) on the lane's threads, unawaited: a cached registry entry
+        past half its life is read afresh before it expires, off every request's path."""
+
+        def run() -> None:
+            try:
+                refresh(self.farm.db.session(), *args)
+            except Exception as exc:  # the entry is dropped; the next request reads it
+                log.info("refreshing a cached registry entry failed: %s", exc)
+            finally:
+                self.farm.db.remove()
+
+        self.threads.submit(run)
 
     def _released(self, work: Callable[..., Any], *args: Any) -> Any:
         try:

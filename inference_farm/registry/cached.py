@@ -25,6 +25,7 @@ class TtlCache(Generic[V]):
     def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl, self._clock = ttl, clock
         self._entries: dict[Hashable, tuple[float, V]] = {}
+        self._refreshing: set[Hashable] = set()
         self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> V | None:
@@ -34,6 +35,19 @@ class TtlCache(Generic[V]):
             return None
         return entry[1]
 
+    def claim_refresh(self, key: Hashable) -> bool:
+        """True, once, when key's live entry is past half its life: the caller should read
+        it afresh (off the request's path) and put() it, or discard() it."""
+        entry = self._entries.get(key)
+        left = entry[0] - self._clock() if entry is not None else 0.0
+        if left <= 0 or left > self.ttl / 2:  # gone or expired (read it), or still fresh
+            return False
+        with self._lock:
+            if key in self._refreshing:
+                return False
+            self._refreshing.add(key)
+            return True
+
     def put(self, key: Hashable, value: V) -> None:
         """Store value under key for ttl seconds (nothing, when ttl is 0)."""
         if self.ttl <= 0:
@@ -42,11 +56,19 @@ class TtlCache(Generic[V]):
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
             self._entries[key] = (self._clock() + self.ttl, value)
+            self._refreshing.discard(key)
+
+    def discard(self, key: Hashable) -> None:
+        """Forget key's entry."""
+        with self._lock:
+            self._entries.pop(key, None)
+            self._refreshing.discard(key)
 
     def clear(self) -> None:
         """Forget every entry."""
         with self._lock:
             self._entries.clear()
+            self._refreshing.clear()
 
 
 @dataclass(frozen=True)
@@ -116,9 +138,39 @@ class RegistryCache:
             self.keys.put(hash_secret(token), found)
         return found
 
+    def key_refresh_due(self, token: str) -> bool:
+        """True, once, when token's cached key should be verified afresh (see claim_refresh)."""
+        return self.keys.claim_refresh(hash_secret(token))
+
     def cached_served(self, name: str, version: str | None) -> Served | None:
         """The ready version served for (name, version) if this cache holds it."""
         return self.versions.get((name, version))
+
+    def refresh_served(self, session: Session, name: str, version: str | None) -> None:
+        """Read (name, version) afresh into the cache; forget it if it is no longer ready."""
+        try:
+            found = read_served(session, name, version)
+        except Exception:
+            self.versions.discard((name, version))  # gone, or unreadable: the next read says
+            raise
+        if found.status == "ready":
+            self.versions.put((name, version), found)
+        else:
+            self.versions.discard((name, version))
+
+    def refresh_key(self, session: Session, token: str) -> None:
+        """Verify token afresh into the cache; forget it if the key is no longer live."""
+        digest = hash_secret(token)
+        try:
+            found = verify_key(session, token)
+        except Exception:
+            self.keys.discard(digest)
+            raise
+        if found is None:
+            self.keys.discard(digest)
+            return
+        session.expunge(found)
+        self.keys.put(digest, found)
 
     def clear(self) -> None:
         """Forget everything: the registry was just changed by this process."""

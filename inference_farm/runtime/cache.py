@@ -76,8 +76,9 @@ class SessionCache:
         with self._lock:
             return len(self._entries)
 
-    def get(self, key: Key, path: pathlib.Path) -> Any:
-        """The session for key, loading it from path on a miss."""
+    def get(self, key: Key, path: pathlib.Path | Callable[[], pathlib.Path]) -> Any:
+        """The session for key, loading it from path on a miss (path may be a function that
+        finds the file, called only then)."""
         with self._lock:
             entry = self._entries.get(key)
             pending = self._loading.get(key)
@@ -103,9 +104,11 @@ class SessionCache:
         """Load the session for key now, unless it is loaded already (warming the cache)."""
         self.get(key, path)
 
-    def _load_for(self, key: Key, path: pathlib.Path, pending: Future) -> Any:
+    def _load_for(
+        self, key: Key, path: pathlib.Path | Callable[[], pathlib.Path], pending: Future
+    ) -> Any:
         try:
-            session, nbytes = self._measured_load(key, path)
+            session, nbytes = self._measured_load(key, path() if callable(path) else path)
         except BaseException as exc:
             with self._lock:
                 self._loading.pop(key, None)
