@@ -212,6 +212,19 @@ def failing_run() -> onnx.ModelProto:
     return model_of(graph)
 
 
+def column_sum() -> onnx.ModelProto:
+    """x FP32 [N, 2] -> ReduceSum over dim 0 -> y [1, 2]: an output that ignores the batch."""
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [0])
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=1)],
+        "column_sum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        initializer=[axes],
+    )
+    return model_of(graph)
+
+
 def big_mlp(width: int = 2048, layers: int = 4, seed: int = 0) -> onnx.ModelProto:
     """x FP32 [N, width] -> layers MatMuls by [width, width] weights -> y; default 64 MiB.
 

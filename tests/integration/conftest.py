@@ -187,12 +187,12 @@ def worker(farm_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Pope
     stop_group(process)
 
 
-@pytest.fixture
-def api_url(farm_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    """URL of a real `inference-farm api` (gunicorn) on the test services."""
+@contextlib.contextmanager
+def running_api(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """A real `inference-farm api` on env, logging to log_path, until the block ends; its URL."""
     port = free_port()
-    env = {**farm_env, "INFERENCE_FARM_API_PORT": str(port), "INFERENCE_FARM_API_WORKERS": "1"}
-    with open(tmp_path / "api.log", "wb") as log:
+    env = {"INFERENCE_FARM_API_WORKERS": "1", **env, "INFERENCE_FARM_API_PORT": str(port)}
+    with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "inference_farm", "api"],
             env=env,
@@ -202,10 +202,17 @@ def api_url(farm_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        assert wait_for(lambda: _live(url), timeout=60), (tmp_path / "api.log").read_text()
+        assert wait_for(lambda: _live(url), timeout=60), log_path.read_text()
         yield url
     finally:
         stop_group(process)
+
+
+@pytest.fixture
+def api_url(farm_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """URL of a real `inference-farm api` on the test services."""
+    with running_api(farm_env, tmp_path / "api.log") as url:
+        yield url
 
 
 def _live(url: str) -> bool:

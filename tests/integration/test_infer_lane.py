@@ -4,7 +4,6 @@ errors, headers and metrics as the Flask view gives under the test client."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,11 +13,10 @@ import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
-from inference_farm.embedded_redis import free_port
 from tests import onnx_models
+from tests.integration.conftest import running_api
 from tests.integration.helpers import model_bytes, new_key, settled, upload
 from tests.integration.test_infer import BAD_BODIES, GOOD, expected
-from tests.services import stop_group, wait_for
 
 ROUTE = "/v2/models/<name>/infer"
 
@@ -137,30 +135,9 @@ def test_request_ids_and_metrics(lane: httpx.Client, tiny: bytes) -> None:
 @pytest.fixture
 def small_api(farm_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """A real API whose request bodies may hold at most 200 bytes."""
-    port = free_port()
-    env = {
-        **farm_env,
-        "INFERENCE_FARM_API_PORT": str(port),
-        "INFERENCE_FARM_MAX_REQUEST_BYTES": "200",
-    }
-    with open(tmp_path / "small-api.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "inference_farm", "api"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_for(lambda: _live(url), timeout=60), (tmp_path / "small-api.log").read_text()
+    env = {**farm_env, "INFERENCE_FARM_MAX_REQUEST_BYTES": "200"}
+    with running_api(env, tmp_path / "small-api.log") as url:
         yield url
-    finally:
-        stop_group(process)
-
-
-def _live(url: str) -> bool:
-    try:
-        return httpx.get(url + "/v2/health/live", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_a_body_over_the_limit_gets_413(small_api: str, admin_key: str, tiny: bytes) -> None:

@@ -35,19 +35,6 @@ def free_dims() -> onnxruntime.InferenceSession:
     return session_of(onnx_models.model_of(graph))
 
 
-def column_sum() -> onnxruntime.InferenceSession:
-    """x FP32 [N, 2] -> ReduceSum over dim 0 -> y [1, 2]: its output ignores the batch."""
-    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [0])
-    graph = helper.make_graph(
-        [helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=1)],
-        "column_sum",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
-        initializer=[axes],
-    )
-    return session_of(onnx_models.model_of(graph))
-
-
 def submit_all(batcher: Batcher, session: object, arrays: list[np.ndarray]) -> list:
     futures = [batcher.submit(Request(session, {"x": a}, ["y"])) for a in arrays]
     return [future.result(timeout=30) for future in futures]
@@ -115,7 +102,7 @@ def test_a_failed_run_fails_every_request_in_it() -> None:
 
 
 def test_outputs_that_ignore_the_batch_are_run_alone() -> None:
-    session = column_sum()
+    session = session_of(onnx_models.column_sum())
     arrays = [np.full((2, 2), i, np.float32) for i in range(1, 4)]
     requests = [Request(session, {"x": a}, ["y"]) for a in arrays]
     run_batch(requests)
