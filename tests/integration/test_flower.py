@@ -89,8 +89,14 @@ def test_flower_lists_the_workers_and_an_inference_that_just_ran(
     assert wait_for(serving, timeout=30, interval=1.0)
     listed = _farm_worker(flower_url)
     assert listed is not None
-    assert api.post("/v2/models/tiny/infer", json=BODY).status_code == 200
-    assert wait_for(lambda: _infer_task(flower_url) is not None, timeout=60, interval=1.0)
+
+    def seen() -> bool:
+        # Flower turns task events on every 5 s, so an inference made before its first
+        # call reaches the worker goes unseen; make one per look until one shows.
+        assert api.post("/v2/models/tiny/infer", json=BODY).status_code == 200
+        return _infer_task(flower_url) is not None
+
+    assert wait_for(seen, timeout=60, interval=1.0)
     task = _infer_task(flower_url)
     assert task is not None
     assert task["name"] == "farm.infer_batch"
