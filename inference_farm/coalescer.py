@@ -26,7 +26,7 @@ from inference_farm.health import async_redis_client
 from inference_farm.publisher import Publisher
 from inference_farm.queues import QueueWatch
 from inference_farm.replies import Inbox
-from inference_farm.runtime.codec import pack
+from inference_farm.runtime.packing import pack
 
 log = logging.getLogger(__name__)
 BATCH_TASK = "farm.infer_batch"

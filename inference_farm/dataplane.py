@@ -25,7 +25,8 @@ from inference_farm.metrics import rate_limited
 from inference_farm.queues import QueueWatch
 from inference_farm.registry.cached import RegistryCache, Served, read_served
 from inference_farm.request_ids import trace_fields
-from inference_farm.runtime.codec import InferRequest, pack, validate
+from inference_farm.runtime.codec import InferRequest, validate
+from inference_farm.runtime.packing import pack
 from inference_farm.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -116,7 +116,7 @@ def _past(deadline: Any, now: float) -> bool:
 
 def _decode(session: Any, group: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The group's feeds for onnxruntime and the outputs it wants."""
-    from inference_farm.runtime.codec import for_onnxruntime, unpack
+    from inference_farm.runtime.packing import for_onnxruntime, unpack
 
     inputs = group.get("inputs")
     if not isinstance(inputs, dict):
@@ -162,7 +162,7 @@ def _finish(found: Served, begun: _Begun) -> list[dict[str, Any]]:
 
 def _live_replies(found: Served, begun: _Begun) -> list[dict[str, Any]]:
     from inference_farm.runtime.batcher import split_rows
-    from inference_farm.runtime.codec import pack_outputs
+    from inference_farm.runtime.packing import pack_outputs
 
     if begun.reply is not None:
         return [begun.reply] * len(begun.live)

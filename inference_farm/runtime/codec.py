@@ -1,20 +1,16 @@
-"""Open Inference Protocol bodies in and out, and tensors as JSON-safe dicts in between.
+"""Open Inference Protocol bodies in and out; runtime.packing carries tensors in between.
 
 Requests may use Triton's binary tensor extension: Inference-Header-Content-Length bytes of
 JSON, then the data of each input with parameters.binary_data_size, in input order; numeric
 data is little-endian and row-major, BYTES elements each a 4-byte little-endian length and
-the bytes. Tensors cross Celery as {"datatype", "shape", "b64"} or, for BYTES, "items" (base64
-per element); non-tensor outputs as {"datatype": "BYTES", "shape": [n], "json": [...]}, sent
-as one JSON text per element with parameters.content_type "application/json". BYTES outputs
+the bytes. Non-tensor outputs are sent as one JSON text per element of a BYTES output with
+parameters.content_type "application/json". BYTES outputs
 that are not all UTF-8 go in JSON form as base64 with parameters.content_encoding "base64".
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,14 +18,14 @@ from typing import Any
 import numpy as np
 import orjson
 
-from inference_farm.errors import FarmError, InvalidInput
+from inference_farm.errors import InvalidInput
 from inference_farm.runtime.datatypes import NUMPY_FROM_OIP
+from inference_farm.runtime.packing import array_from_raw, b64, object_array, unpack
 from inference_farm.runtime.validation import (
     LENGTH_HEADER,
     InputHead,
     binary_chunk,
     check_flag,
-    check_shape,
     data_to_array,
     input_heads,
     load_document,
@@ -42,7 +38,6 @@ from inference_farm.runtime.validation import validate as validate
 MAX_ELEMENTS = 2**24
 _LENGTH = struct.Struct("<I")
 _SEPARATORS = (",", ":")
-_OIP_FROM_NUMPY = {dtype: name for name, dtype in NUMPY_FROM_OIP.items()}
 
 
 @dataclass
@@ -152,185 +147,15 @@ def _decode_inputs(heads: list[InputHead], binary: bytes, has_header: bool) -> l
             chunk = binary_chunk(head, binary, offset)
             offset += len(chunk)
             if head.datatype == "BYTES":
-                array = _object_array(split_bytes(what, chunk, head.shape), head.shape)
+                array = object_array(split_bytes(what, chunk, head.shape), head.shape)
             else:
-                array = _array_from_raw(chunk, NUMPY_FROM_OIP[head.datatype], head.shape)
+                array = array_from_raw(chunk, NUMPY_FROM_OIP[head.datatype], head.shape)
         inputs.append(InputTensor(head.name, head.datatype, head.shape, head.parameters, array))
     if offset < len(binary):
         raise InvalidInput(
             f"{len(binary) - offset} bytes of binary data are left over after the inputs"
         )
     return inputs
-
-
-# --- tensors as JSON-safe dicts ---
-
-
-def datatype_of(array: np.ndarray) -> str:
-    """The Open Inference Protocol datatype of array's dtype; strings and objects are BYTES."""
-    dtype = array.dtype
-    if dtype.kind in "OSU":
-        return "BYTES"
-    try:
-        return _OIP_FROM_NUMPY[dtype.newbyteorder("=")]
-    except KeyError:
-        raise FarmError(f"numpy dtype {dtype} has no Open Inference Protocol datatype") from None
-
-
-def pack(array: np.ndarray, datatype: str, raw: bool = False) -> dict:
-    """array as datatype in a JSON-safe dict that unpack turns back into the same array;
-    raw: numeric data as bytes ("raw"), for msgpack, rather than base64 text ("b64")."""
-    dtype = _dtype(datatype)
-    array = np.asarray(array)
-    shape = list(array.shape)
-    if datatype == "BYTES":
-        items = [_b64(_as_bytes(item)) for item in array.ravel().tolist()]
-        return {"datatype": datatype, "shape": shape, "items": items}
-    try:
-        data = array.astype(dtype.newbyteorder("<"), casting="same_kind", copy=False)
-    except TypeError:
-        raise InvalidInput(f"cannot pack {array.dtype} data as {datatype}") from None
-    if raw:
-        return {"datatype": datatype, "shape": shape, "raw": data.tobytes()}
-    return {"datatype": datatype, "shape": shape, "b64": _b64(data.tobytes())}
-
-
-def unpack(packed: dict) -> np.ndarray:
-    """The array in a dict made by pack or pack_outputs, checked against its shape."""
-    if not isinstance(packed, dict):
-        raise InvalidInput("a packed tensor must be a dict")
-    datatype = packed.get("datatype")
-    dtype = _dtype(datatype)
-    shape = check_shape(f"packed {datatype}", packed.get("shape"))
-    if "json" in packed:
-        return _object_array(_packed_list(packed, "json", shape), shape)
-    if datatype == "BYTES":
-        items = _packed_list(packed, "items", shape)
-        return _object_array([_unb64(item) for item in items], shape)
-    raw = packed["raw"] if isinstance(packed.get("raw"), bytes) else _unb64(packed.get("b64"))
-    needed = math.prod(shape) * dtype.itemsize
-    if len(raw) != needed:
-        raise InvalidInput(
-            f"packed {datatype} of shape {shape} needs {needed} bytes, got {len(raw)}"
-        )
-    return _array_from_raw(raw, dtype, shape)
-
-
-def for_onnxruntime(array: np.ndarray, name: str) -> np.ndarray:
-    """array as onnxruntime takes it: BYTES elements as str, which must be UTF-8."""
-    if array.dtype != object:
-        return array
-    try:
-        # onnxruntime feeds str(item) for anything but str, so bytes would arrive as "b'...'".
-        texts = [item.decode() if isinstance(item, bytes) else str(item) for item in array.flat]
-    except UnicodeDecodeError:
-        raise InvalidInput(f"input {name!r}: string tensors take UTF-8 text only") from None
-    return np.fromiter(texts, dtype=object, count=len(texts)).reshape(array.shape)
-
-
-def pack_outputs(outputs: dict[str, Any], signature_outputs: list[dict]) -> dict[str, dict]:
-    """A model run's outputs packed for a Celery message, in signature order."""
-    kinds = {item["name"]: item.get("kind", "tensor") for item in signature_outputs}
-    names = [name for name in kinds if name in outputs]
-    names += [name for name in outputs if name not in kinds]
-    packed = {}
-    for name in names:
-        packed[name] = _pack_output(outputs[name], kinds.get(name))
-    return packed
-
-
-def _pack_output(value: Any, kind: str | None) -> dict:
-    if isinstance(value, np.ndarray) and kind in ("tensor", "optional", None):
-        try:
-            return pack(value, datatype_of(value))
-        except FarmError:
-            pass  # a dtype the protocol cannot name still gets through as JSON
-    return _pack_json(value)
-
-
-def _pack_json(value: Any) -> dict:
-    """A non-tensor output, one JSON-safe value per element of a list or tuple."""
-    elements = list(value) if isinstance(value, (list, tuple)) else [value]
-    items = [_jsonable_or_str(element) for element in elements]
-    return {"datatype": "BYTES", "shape": [len(items)], "json": items}
-
-
-def _jsonable_or_str(value: Any) -> Any:
-    try:
-        return _jsonable(value)
-    except Exception:
-        try:
-            return str(value)
-        except Exception:
-            return f"<unprintable {type(value).__name__}>"
-
-
-def _jsonable(value: Any) -> Any:
-    """value in plain JSON types: str keys and Python numbers; anything else as its str()."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, dict):
-        return {_key(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    return str(value)
-
-
-def _key(key: Any) -> str:
-    return str(key.item() if isinstance(key, np.generic) else key)
-
-
-def _dtype(datatype: Any) -> np.dtype:
-    try:
-        return NUMPY_FROM_OIP[datatype]
-    except (KeyError, TypeError):
-        raise InvalidInput(f"unknown datatype {datatype!r}") from None
-
-
-def _packed_list(packed: dict, key: str, shape: list[int]) -> list:
-    items = packed.get(key)
-    if not isinstance(items, list) or len(items) != math.prod(shape):
-        raise InvalidInput(f"packed {key} must be a list of {math.prod(shape)} elements")
-    return items
-
-
-def _as_bytes(item: Any) -> bytes:
-    if isinstance(item, bytes):
-        return item
-    if isinstance(item, (bytearray, memoryview)):
-        return bytes(item)
-    return str(item).encode("utf-8", "surrogatepass")
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(text: Any) -> bytes:
-    if not isinstance(text, str):
-        raise InvalidInput("packed data must be base64 text")
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput("packed data is not valid base64") from None
-
-
-def _array_from_raw(raw: bytes, dtype: np.dtype, shape: list[int]) -> np.ndarray:
-    if dtype == np.bool_:
-        # Any nonzero byte is true, as in C; a view as bool would keep the raw byte.
-        return (np.frombuffer(raw, dtype=np.uint8) != 0).reshape(shape)
-    return np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
-
-
-def _object_array(items: list, shape: list[int]) -> np.ndarray:
-    # fromiter keeps list items whole; np.array would try to nest them.
-    return np.fromiter(items, dtype=object, count=len(items)).reshape(shape)
 
 
 # --- building responses ---
@@ -419,7 +244,7 @@ def _texts(elements: list[bytes], parameters: dict) -> list[str]:
         return [element.decode("utf-8") for element in elements]
     except UnicodeDecodeError:
         parameters["content_encoding"] = "base64"
-        return [_b64(element) for element in elements]
+        return [b64(element) for element in elements]
 
 
 def _serialize_bytes(elements: list[bytes]) -> bytes:

@@ -16,7 +16,8 @@ from inference_farm.celery_app import create_celery, model_queue
 from inference_farm.coalescer import Coalescer
 from inference_farm.errors import DeadlineExceeded
 from inference_farm.queues import QueueWatch
-from inference_farm.runtime.codec import parse_request, unpack
+from inference_farm.runtime.codec import parse_request
+from inference_farm.runtime.packing import unpack
 from inference_farm.settings import Settings
 
 QUEUE = model_queue("m")

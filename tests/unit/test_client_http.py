@@ -28,7 +28,8 @@ from inference_farm.client import (
     error_for,
 )
 from inference_farm.embedded_redis import free_port
-from inference_farm.runtime.codec import build_response, pack, parse_request
+from inference_farm.runtime.codec import build_response, parse_request
+from inference_farm.runtime.packing import pack
 
 
 @dataclass

@@ -20,7 +20,8 @@ from inference_farm.client_tensors import (
     read_input,
     write_npz,
 )
-from inference_farm.runtime.codec import RequestedOutput, build_response, pack, parse_request
+from inference_farm.runtime.codec import RequestedOutput, build_response, parse_request
+from inference_farm.runtime.packing import pack
 
 DATATYPES = list(DTYPES)
 TEXT = [b"", b"plain", "h\u00e9llo \u2603".encode(), b"x" * 300]

@@ -23,7 +23,8 @@ from inference_farm.coalescer import _Waiter, stack
 from inference_farm.registry.cached import Served
 from inference_farm.runner import run_groups
 from inference_farm.runtime.batcher import Batcher
-from inference_farm.runtime.codec import pack, parse_request, unpack
+from inference_farm.runtime.codec import parse_request
+from inference_farm.runtime.packing import pack, unpack
 from inference_farm.worker_pool import TaskPool
 from tests import onnx_models
 

@@ -20,14 +20,10 @@ from inference_farm.runtime.codec import (
     InferRequest,
     RequestedOutput,
     build_response,
-    datatype_of,
-    for_onnxruntime,
-    pack,
-    pack_outputs,
     parse_request,
-    unpack,
     validate,
 )
+from inference_farm.runtime.packing import datatype_of, for_onnxruntime, pack, pack_outputs, unpack
 from tests import onnx_models
 
 NUMERIC = {
@@ -801,7 +797,7 @@ def test_codec_offers_validate() -> None:
 def test_codec_imports_stay_light() -> None:
     code = (
         "import json, sys\n"
-        "import inference_farm.runtime.codec, inference_farm.runtime.validation\n"
+        "import inference_farm.runtime.codec, inference_farm.runtime.packing\n"
         "heavy = ['onnxruntime', 'onnx', 'flask', 'celery', 'sqlalchemy']\n"
         "print(json.dumps([name for name in heavy if name in sys.modules]))"
     )
