@@ -50,6 +50,14 @@ def stop(client: redis.Redis, hostname: str) -> None:
         log.warning("heartbeat: could not remove %s: %s", hostname, exc)
 
 
+def expected_replies(client: redis.Redis) -> int | None:
+    """How many workers a broadcast should wait for: those with a live heartbeat, or None."""
+    try:
+        return len(read_all(client)) or None
+    except redis.RedisError:
+        return None
+
+
 def read_all(client: redis.Redis) -> dict[str, dict[str, Any]]:
     """The latest heartbeat of every live worker, by hostname."""
     keys = list(client.scan_iter(match=KEY.format("*"), count=100))

@@ -11,6 +11,7 @@ import kombu.exceptions
 import redis
 from celery import Celery
 
+from inference_farm import heartbeat
 from inference_farm.errors import Unavailable
 from inference_farm.health import redis_client
 from inference_farm.publisher import priority_key
@@ -99,7 +100,9 @@ class QueueWatch:
         """Ask the workers which queues they consume (waits at most `timeout`)."""
         with self._lock:
             try:
-                replies = self.celery.control.inspect(timeout=self.timeout).active_queues() or {}
+                expected = heartbeat.expected_replies(self.redis)
+                inspect = self.celery.control.inspect(timeout=self.timeout, limit=expected)
+                replies = inspect.active_queues() or {}
             except (OSError, redis.RedisError, kombu.exceptions.KombuError) as exc:
                 log.warning("could not ask the workers for their queues: %s", exc)
                 replies = {}

@@ -17,11 +17,15 @@ blp = Blueprint("workers", __name__, url_prefix="/v1/workers", description="Work
 ASK_TIMEOUT_S = 1.0
 
 
-def _ask(celery: Any) -> tuple[dict, dict]:
-    """Each live worker's queues and cache report, asked within ASK_TIMEOUT_S."""
+def _ask(celery: Any, expected: int | None) -> tuple[dict, dict]:
+    """Each live worker's queues and cache report, asked within ASK_TIMEOUT_S; the wait
+    ends early once the expected number of workers has answered."""
+    control = celery.control
     try:
-        queues = celery.control.inspect(timeout=ASK_TIMEOUT_S).active_queues() or {}
-        replies = celery.control.broadcast("farm_cache", reply=True, timeout=ASK_TIMEOUT_S)
+        queues = control.inspect(timeout=ASK_TIMEOUT_S, limit=expected).active_queues() or {}
+        replies = control.broadcast(
+            "farm_cache", reply=True, timeout=ASK_TIMEOUT_S, limit=expected
+        )
     except Exception as exc:
         raise Unavailable(f"could not reach the workers through the broker: {exc}") from None
     caches = {host: answer for reply in replies or [] for host, answer in reply.items()}
@@ -62,8 +66,8 @@ def _describe(host: str, names: list[str], cache: dict, beat: dict) -> dict[str,
 def workers() -> Any:
     """Live workers: hostname, queues with their depth, device, loaded sessions, last heartbeat"""
     context = farm()
-    queues, caches = _ask(context.celery)
     beats = _heartbeats(context.queues.redis)
+    queues, caches = _ask(context.celery, len(beats) or None)
     listed = []
     for host in sorted(set(queues) | set(caches) | set(beats)):
         names = sorted(queue["name"] for queue in queues.get(host, []))

@@ -14,7 +14,10 @@ from tests.integration.helpers import model_bytes, settled, upload
 
 
 def _entries(settings: Settings) -> list[dict[str, Any]]:
-    replies = create_celery(settings).control.broadcast("farm_cache", reply=True, timeout=5)
+    """The sessions the test's one worker holds."""
+    control = create_celery(settings).control
+    replies = control.broadcast("farm_cache", reply=True, timeout=5, limit=1)
+    assert len(replies) == 1, "the worker did not answer"
     return [entry for reply in replies for answer in reply.values() for entry in answer["entries"]]
 
 
