@@ -23,9 +23,7 @@ def _ask(celery: Any, expected: int | None) -> tuple[dict, dict]:
     control = celery.control
     try:
         queues = control.inspect(timeout=ASK_TIMEOUT_S, limit=expected).active_queues() or {}
-        replies = control.broadcast(
-            "farm_cache", reply=True, timeout=ASK_TIMEOUT_S, limit=expected
-        )
+        replies = control.broadcast("farm_cache", reply=True, timeout=ASK_TIMEOUT_S, limit=expected)
     except Exception as exc:
         raise Unavailable(f"could not reach the workers through the broker: {exc}") from None
     caches = {host: answer for reply in replies or [] for host, answer in reply.items()}
