@@ -11,15 +11,17 @@ from inference_farm.celery_app import model_queue
 from inference_farm.registry import Database, catalog
 
 log = logging.getLogger(__name__)
-RESYNC_S = 10.0  # how often the registry is compared with the queues the worker consumes
 
 
 def start(app: Any, hostname: str, consumed: set[str]) -> threading.Thread:
-    """Look for unconsumed models every RESYNC_S seconds, for the life of the worker."""
-    database = Database(app.conf.farm_settings.effective_database_url)
+    """Look for unconsumed models every worker_resync_seconds, for the life of the worker."""
+    settings = app.conf.farm_settings
+    database = Database(settings.effective_database_url)
+    every = settings.worker_resync_seconds
     thread = threading.Thread(
-        target=_loop, args=(app, database, hostname, consumed), name="queue-sync", daemon=True
-    )
+        target=_loop, args=(app, database, hostname, consumed, every), name="queue-sync",
+        daemon=True,
+    )  # fmt: skip
     thread.start()
     return thread
 
@@ -33,9 +35,9 @@ def missing(database: Database, consumed: set[str]) -> list[str]:
     return [name for name in names if model_queue(name) not in consumed]
 
 
-def _loop(app: Any, database: Database, hostname: str, consumed: set[str]) -> None:
+def _loop(app: Any, database: Database, hostname: str, consumed: set[str], every: float) -> None:
     while True:
-        time.sleep(RESYNC_S)
+        time.sleep(every)
         try:
             for name in missing(database, consumed):
                 # Through the control path, so the consumer changes in its own thread.

@@ -60,6 +60,10 @@ class Settings(BaseModel):
     worker_concurrency: int | None = Field(
         None, ge=1, description="Worker processes; default: the number of CPUs."
     )
+    worker_resync_seconds: float = Field(
+        10.0, gt=0,
+        description="How often an all-models worker looks for models it does not consume yet.",
+    )  # fmt: skip
     api_host: str = Field(
         "127.0.0.1", description="Address the API, Flower and worker metrics bind to."
     )

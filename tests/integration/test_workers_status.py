@@ -6,13 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from flask.testing import FlaskClient
 
-from inference_farm.queue_sync import RESYNC_S
 from tests import onnx_models
+from tests.integration.conftest import start_worker
 from tests.integration.helpers import model_bytes, ready_version, settled, upload
-from tests.services import wait_for
+from tests.services import stop_group, wait_for
 
 
 def test_workers_list_queues_device_and_loaded_sessions(
@@ -56,13 +57,18 @@ def test_status_shows_the_farm_at_a_glance(
 
 
 def test_an_all_models_worker_picks_up_a_model_whose_announcement_it_missed(
-    api: FlaskClient, worker: subprocess.Popen, farm_database: str
+    api: FlaskClient, farm_env: dict[str, str], tmp_path: Path
 ) -> None:
     def queues() -> set[str]:
         workers = api.get("/v1/workers").get_json()["workers"]
         return {q["name"] for one in workers for q in one["queues"]}
 
-    assert wait_for(lambda: "farm.control" in queues(), timeout=60)
-    # Registered straight in the registry: no announcement reaches the worker.
-    ready_version(farm_database, "unannounced")
-    assert wait_for(lambda: "farm.model.unannounced" in queues(), timeout=3 * RESYNC_S)
+    env = {**farm_env, "INFERENCE_FARM_WORKER_RESYNC_SECONDS": "1"}
+    worker = start_worker(env, tmp_path / "worker.log")
+    try:
+        assert wait_for(lambda: "farm.control" in queues(), timeout=60)
+        # Registered straight in the registry: no announcement reaches the worker.
+        ready_version(env["INFERENCE_FARM_DATABASE_URL"], "unannounced")
+        assert wait_for(lambda: "farm.model.unannounced" in queues(), timeout=30)
+    finally:
+        stop_group(worker)
