@@ -23,10 +23,10 @@ from inference_farm.settings import Settings, load_settings
 from tests.integration.helpers import Bearer, authorized, new_admin_key
 from tests.services import (
     ServiceMissing,
+    kill_group,
     postgres_server,
     redis_server,
     scratch_database,
-    stop_group,
     wait_for,
 )
 
@@ -184,7 +184,7 @@ def worker(farm_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Pope
     """A real `inference-farm worker` process on the test services; stopped after the test."""
     process = start_worker(farm_env, tmp_path / "worker.log")
     yield process
-    stop_group(process)
+    kill_group(process)
 
 
 @contextlib.contextmanager
@@ -205,7 +205,7 @@ def running_api(env: dict[str, str], log_path: Path) -> Iterator[str]:
         assert wait_for(lambda: _live(url), timeout=60), log_path.read_text()
         yield url
     finally:
-        stop_group(process)
+        kill_group(process)
 
 
 @pytest.fixture

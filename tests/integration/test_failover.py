@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask.testing import FlaskClient
 
+from inference_farm import heartbeat
 from inference_farm.settings import load_settings
 from tests import onnx_models
 from tests.integration.conftest import start_worker
 from tests.integration.helpers import client_for, model_bytes, settled, upload
-from tests.services import stop_group, wait_for
+from tests.services import kill_group, stop_group, wait_for
 
 WIDTH, LAYERS = 1024, 192  # about 3 s of work: long enough to kill a worker mid-job
 JOB = {
@@ -43,7 +45,7 @@ def workers(failover_env: dict[str, str], tmp_path: Path) -> Iterator[list[subpr
     started: list[subprocess.Popen] = []
     yield started
     for process in started:
-        stop_group(process)
+        kill_group(process)
 
 
 @pytest.fixture
@@ -98,3 +100,22 @@ def test_job_that_keeps_killing_its_worker_fails_after_the_cap(
     assert "the worker running this job stopped 2 times" in job["error"]
     time.sleep(0.5)
     assert workers[-1].poll() is None  # the last worker is alive and serving
+
+
+def test_a_worker_told_to_stop_finishes_its_job_and_leaves_no_heartbeat(
+    slow_api: FlaskClient, workers: list, failover_env: dict[str, str]
+) -> None:
+    job_id = slow_api.post("/v1/jobs", json=JOB).get_json()["job_id"]
+
+    def running() -> bool:
+        job = _job(slow_api, job_id)
+        return job["status"] == "running"
+
+    assert wait_for(running, timeout=60), _job(slow_api, job_id)
+    stop_group(workers[0], timeout=60)  # SIGTERM: a warm shutdown
+    assert workers[0].returncode == 0
+    job = _job(slow_api, job_id)
+    assert job["status"] == "succeeded", job
+    assert job["attempts"] == 1  # finished where it ran, not redelivered
+    client = redis.Redis.from_url(failover_env["INFERENCE_FARM_BROKER_URL"])
+    assert heartbeat.read_all(client) == {}

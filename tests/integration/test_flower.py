@@ -15,7 +15,7 @@ from inference_farm.embedded_redis import free_port
 from tests import onnx_models
 from tests.conftest import CLOSED_REDIS
 from tests.integration.helpers import model_bytes, settled, upload
-from tests.services import stop_group, wait_for
+from tests.services import kill_group, wait_for
 
 AUTH = ("ops", "flower-pw")
 BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [7, 8, 9, 10]}]}
@@ -42,7 +42,7 @@ def flower_url(farm_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         ).read_text()
         yield url
     finally:
-        stop_group(process)
+        kill_group(process)
 
 
 def _get(url: str, path: str) -> httpx.Response | None:
