@@ -83,6 +83,7 @@ class Coalescer:
         self._publisher: Publisher | None = None
         self._bind_lock = threading.Lock()
         self._sending: set[asyncio.Task] = set()
+        self._own_loop = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Run on loop from now on (the API server's loop, at its start)."""
@@ -121,8 +122,19 @@ class Coalescer:
         """Run work on this coalescer's loop from another thread; its result or error."""
         with self._bind_lock:
             if self._loop is None:
-                self._loop = _loop_thread()
+                self._loop, self._own_loop = _loop_thread(), True
         return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+    def close(self) -> None:
+        """Stop the loop thread that call() started, if it did; a bound loop is its owner's."""
+        with self._bind_lock:
+            loop = self._loop if self._own_loop else None
+            if loop is None:
+                return
+            self._loop, self._own_loop = None, False
+        # Cancelled first, so that the reply reader closes its Redis client as it ends.
+        asyncio.run_coroutine_threadsafe(_cancel_others(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
 
     def _lane(self, model: str, version: str, priority: int) -> _Lane:
         key = (model, version, priority)
@@ -302,10 +314,23 @@ def _group(waiters: list[_Waiter]) -> dict[str, Any]:
 
 
 def _loop_thread() -> asyncio.AbstractEventLoop:
-    """A new event loop running in a daemon thread."""
+    """A new event loop running in a daemon thread, closed once stopped."""
     loop = asyncio.new_event_loop()
-    threading.Thread(target=loop.run_forever, name="coalescer-loop", daemon=True).start()
+
+    def run() -> None:
+        loop.run_forever()
+        loop.close()
+
+    threading.Thread(target=run, name="coalescer-loop", daemon=True).start()
     return loop
+
+
+async def _cancel_others() -> None:
+    """Cancel every other task on the running loop and wait for them to end."""
+    others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
 
 
 def _replies(reply: Any, count: int) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from typing import BinaryIO
 from celery import Celery
 from sqlalchemy.orm import Session
 
+from inference_farm import control
 from inference_farm.celery_app import CONTROL_QUEUE
 from inference_farm.errors import Conflict, NotFound, Unavailable
 from inference_farm.registry import catalog
@@ -24,7 +25,7 @@ MODEL_ADDED_COMMAND = "farm_model_added"
 def announce_model(celery: Celery, name: str) -> None:
     """Tell all-models workers to start consuming a model's queue (idempotent)."""
     try:
-        celery.control.broadcast(MODEL_ADDED_COMMAND, arguments={"name": name})
+        control.call(celery, "broadcast", MODEL_ADDED_COMMAND, arguments={"name": name})
     except Exception as exc:  # a worker started later subscribes from the registry
         log.warning("could not announce model %s to workers: %s", name, exc)
 
@@ -87,7 +88,8 @@ def queue_validation(session: Session, celery: Celery, record: ModelVersion) -> 
 
 def _broadcast_evict(celery: Celery, name: str, version: str | None) -> None:
     try:
-        celery.control.broadcast(EVICT_COMMAND, arguments={"name": name, "version": version})
+        arguments = {"name": name, "version": version}
+        control.call(celery, "broadcast", EVICT_COMMAND, arguments=arguments)
     except Exception as exc:  # workers drop idle sessions anyway, and never serve retired ones
         log.warning("could not tell workers to evict %s %s: %s", name, version or "*", exc)
 

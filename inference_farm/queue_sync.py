@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+from inference_farm import control
 from inference_farm.celery_app import model_queue
 from inference_farm.registry import Database, catalog
 
@@ -41,9 +42,8 @@ def _loop(app: Any, database: Database, hostname: str, consumed: set[str], every
         try:
             for name in missing(database, consumed):
                 # Through the control path, so the consumer changes in its own thread.
-                app.control.broadcast(
-                    "farm_model_added", arguments={"name": name}, destination=[hostname]
-                )
+                added = {"arguments": {"name": name}, "destination": [hostname]}
+                control.call(app, "broadcast", "farm_model_added", **added)
                 consumed.add(model_queue(name))
                 log.info("now consuming %s, whose announcement this worker missed", name)
         except Exception as exc:  # the registry or broker is down: try again next time

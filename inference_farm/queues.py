@@ -11,7 +11,7 @@ import kombu.exceptions
 import redis
 from celery import Celery
 
-from inference_farm import heartbeat
+from inference_farm import control, heartbeat
 from inference_farm.errors import Unavailable
 from inference_farm.health import redis_client
 from inference_farm.publisher import priority_key
@@ -33,6 +33,7 @@ class QueueWatch:
         self._fetched_at = 0.0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
         self._recent: dict[str, tuple[float, int]] = {}  # queue: (read at, depth then + sent)
 
     def full(self, queue: str, limit: int) -> bool:
@@ -101,8 +102,7 @@ class QueueWatch:
         with self._lock:
             try:
                 expected = heartbeat.expected_replies(self.redis)
-                inspect = self.celery.control.inspect(timeout=self.timeout, limit=expected)
-                replies = inspect.active_queues() or {}
+                replies = control.inspect(self.celery, "active_queues", self.timeout, expected)
             except (OSError, redis.RedisError, kombu.exceptions.KombuError) as exc:
                 log.warning("could not ask the workers for their queues: %s", exc)
                 replies = {}
@@ -119,9 +119,12 @@ class QueueWatch:
         if self._consumed is None:
             self.refresh()
 
+    def close(self) -> None:
+        """Stop the background refresh (for an app that is done, as in tests)."""
+        self._closed.set()
+
     def _loop(self) -> None:
-        while True:
-            time.sleep(self.refresh_s)
+        while not self._closed.wait(self.refresh_s):
             try:
                 self.refresh()
             except Exception:  # the watcher must outlive any one failure

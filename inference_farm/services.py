@@ -8,7 +8,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from inference_farm import multiproc
+from inference_farm import control, multiproc
 from inference_farm.celery_app import CONTROL_QUEUE, create_celery, model_queue
 from inference_farm.errors import SettingsError, Unavailable
 from inference_farm.health import check_redis
@@ -124,5 +124,5 @@ def run_flower(settings: Settings) -> None:
     if settings.flower_basic_auth:
         argv.append(f"--basic_auth={settings.flower_basic_auth}")
     # Flower turns task events on every few seconds; once now, so it sees the next job.
-    celery.control.enable_events()
+    control.call(celery, "enable_events")
     celery.start(argv)

@@ -34,6 +34,12 @@ class Farm:
     registry: RegistryCache
     coalescer: Coalescer
 
+    def close(self) -> None:
+        """Stop the background threads this app started and close its database pool."""
+        self.queues.close()
+        self.coalescer.close()
+        self.db.engine.dispose()
+
 
 def farm() -> Farm:
     """The Farm of the current Flask app."""

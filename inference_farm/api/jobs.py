@@ -11,7 +11,7 @@ from flask import request, url_for
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate
 
-from inference_farm import dataplane, request_ids
+from inference_farm import control, dataplane, request_ids
 from inference_farm.api import farm
 from inference_farm.api.auth import check_model, current_key, is_admin, scope
 from inference_farm.api.metrics import note_model
@@ -200,7 +200,7 @@ def cancel(job_id: str) -> Any:
     record.status, record.error = "cancelled", "cancelled by request"
     record.finished_at = utcnow()
     context.db.session().commit()
-    context.celery.control.revoke(job_id)
+    control.call(context.celery, "revoke", job_id)
     context.celery.AsyncResult(job_id).forget()
     return describe(record)
 

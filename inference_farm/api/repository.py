@@ -7,7 +7,7 @@ from typing import Any
 from flask.typing import ResponseReturnValue
 from flask_smorest import Blueprint
 
-from inference_farm import heartbeat, lifecycle
+from inference_farm import control, heartbeat, lifecycle
 from inference_farm.api import farm
 from inference_farm.api.auth import scope
 from inference_farm.errors import InvalidInput, Unavailable, error_for_status
@@ -94,14 +94,17 @@ def repository_index() -> ResponseReturnValue:
 
 def _ping(celery: Any) -> list[dict]:
     """The workers that answer a ping within 1 s; done as soon as every live heartbeat has."""
-    return celery.control.ping(timeout=1.0, limit=heartbeat.expected_replies(farm().queues.redis))
+    expected = heartbeat.expected_replies(farm().queues.redis)
+    return control.call(celery, "ping", timeout=1.0, limit=expected)
 
 
 def _broadcast(command: str, name: str, expect_replies: bool) -> list[dict]:
     celery = farm().celery
     try:
         workers = _ping(celery) if expect_replies else []
-        replies = celery.control.broadcast(
+        replies = control.call(
+            celery,
+            "broadcast",
             command,
             arguments={"name": name, "version": None},
             reply=expect_replies,

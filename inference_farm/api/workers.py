@@ -8,7 +8,7 @@ from typing import Any
 import redis
 from flask_smorest import Blueprint
 
-from inference_farm import heartbeat
+from inference_farm import control, heartbeat
 from inference_farm.api import farm
 from inference_farm.api.auth import scope
 from inference_farm.errors import Unavailable
@@ -20,10 +20,11 @@ ASK_TIMEOUT_S = 1.0
 def _ask(celery: Any, expected: int | None) -> tuple[dict, dict]:
     """Each live worker's queues and cache report, asked within ASK_TIMEOUT_S; the wait
     ends early once the expected number of workers has answered."""
-    control = celery.control
     try:
-        queues = control.inspect(timeout=ASK_TIMEOUT_S, limit=expected).active_queues() or {}
-        replies = control.broadcast("farm_cache", reply=True, timeout=ASK_TIMEOUT_S, limit=expected)
+        queues = control.inspect(celery, "active_queues", ASK_TIMEOUT_S, expected)
+        replies = control.call(
+            celery, "broadcast", "farm_cache", reply=True, timeout=ASK_TIMEOUT_S, limit=expected
+        )
     except Exception as exc:
         raise Unavailable(f"could not reach the workers through the broker: {exc}") from None
     caches = {host: answer for reply in replies or [] for host, answer in reply.items()}

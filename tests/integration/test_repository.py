@@ -7,6 +7,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
+from inference_farm import control
 from inference_farm.celery_app import create_celery
 from inference_farm.settings import Settings
 from tests import onnx_models
@@ -15,8 +16,8 @@ from tests.integration.helpers import model_bytes, settled, upload
 
 def _entries(settings: Settings) -> list[dict[str, Any]]:
     """The sessions the test's one worker holds."""
-    control = create_celery(settings).control
-    replies = control.broadcast("farm_cache", reply=True, timeout=5, limit=1)
+    celery = create_celery(settings)
+    replies = control.call(celery, "broadcast", "farm_cache", reply=True, timeout=5, limit=1)
     assert len(replies) == 1, "the worker did not answer"
     return [entry for reply in replies for answer in reply.values() for entry in answer["entries"]]
 
