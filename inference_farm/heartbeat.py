@@ -1,4 +1,9 @@
-"""Worker heartbeats in Redis: who is alive, since when last heard, on which device and port."""
+"""Worker heartbeats in Redis: who is alive, since when last heard, on which device and port,
+and which queues it consumes.
+
+A heartbeat comes from its own thread, so a worker whose consumer thread is busy with a
+long inline batch (and answers no broadcast until it ends) still says what it serves.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -14,6 +20,8 @@ log = logging.getLogger(__name__)
 KEY = "farm:heartbeat:{}"
 INTERVAL_S = 5.0
 TTL_S = 30  # a worker silent this long is gone from the listing
+FRESH_S = 2 * INTERVAL_S + 1  # a beat this recent vouches for the queues it names
+_soon = threading.Event()
 
 
 def beat(client: redis.Redis, hostname: str, info: dict[str, Any]) -> None:
@@ -22,24 +30,33 @@ def beat(client: redis.Redis, hostname: str, info: dict[str, Any]) -> None:
     client.set(KEY.format(hostname), json.dumps(document), ex=TTL_S)
 
 
-def start(client: redis.Redis, hostname: str, info: dict[str, Any]) -> threading.Thread:
-    """Beat every INTERVAL_S seconds for the life of the process."""
+def start(
+    client: redis.Redis, hostname: str, info: dict[str, Any], queues: Callable[[], list[str]]
+) -> threading.Thread:
+    """Beat every INTERVAL_S seconds (or at once after soon()) for the life of the process,
+    naming the queues that queues() returns at each beat."""
 
     def loop() -> None:
         failing = False
         while True:
             try:
-                beat(client, hostname, info)
+                beat(client, hostname, {**info, "queues": queues()})
                 failing = False
             except redis.RedisError as exc:
                 if not failing:  # one line per outage, not one per beat
                     log.warning("heartbeat: the broker does not answer: %s", exc)
                 failing = True
-            time.sleep(INTERVAL_S)
+            _soon.wait(INTERVAL_S)
+            _soon.clear()
 
     thread = threading.Thread(target=loop, name="heartbeat", daemon=True)
     thread.start()
     return thread
+
+
+def soon() -> None:
+    """Beat now rather than at the next interval (the worker's queues just changed)."""
+    _soon.set()
 
 
 def stop(client: redis.Redis, hostname: str) -> None:
@@ -48,6 +65,13 @@ def stop(client: redis.Redis, hostname: str) -> None:
         client.delete(KEY.format(hostname))
     except redis.RedisError as exc:
         log.warning("heartbeat: could not remove %s: %s", hostname, exc)
+
+
+def served_queues(beats: dict[str, dict[str, Any]]) -> set[str]:
+    """The queues named by the beats of the last FRESH_S seconds."""
+    recent = time.time() - FRESH_S
+    fresh = [one for one in beats.values() if float(one.get("at") or 0) >= recent]
+    return {queue for one in fresh for queue in one.get("queues") or []}
 
 
 def expected_replies(client: redis.Redis) -> int | None:

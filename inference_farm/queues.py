@@ -98,15 +98,18 @@ class QueueWatch:
         return queue in (self._consumed or set())
 
     def refresh(self) -> None:
-        """Ask the workers which queues they consume (waits at most `timeout`)."""
+        """Ask the workers which queues they consume (waits at most `timeout`), and add the
+        queues their recent heartbeats name: a worker busy with a long batch answers late."""
         with self._lock:
             try:
-                expected = heartbeat.expected_replies(self.redis)
+                beats = heartbeat.read_all(self.redis)
+                expected = len(beats) or None
                 replies = control.inspect(self.celery, "active_queues", self.timeout, expected)
             except (OSError, redis.RedisError, kombu.exceptions.KombuError) as exc:
                 log.warning("could not ask the workers for their queues: %s", exc)
-                replies = {}
-            self._consumed = {queue["name"] for queues in replies.values() for queue in queues}
+                beats, replies = {}, {}
+            consumed = {queue["name"] for queues in replies.values() for queue in queues}
+            self._consumed = consumed | heartbeat.served_queues(beats)
             self._fetched_at = time.monotonic()
 
     def _start(self) -> None:

@@ -11,6 +11,7 @@ from celery import current_app, shared_task, signals
 from celery.exceptions import Ignore
 from celery.worker.control import control_command
 
+from inference_farm import heartbeat
 from inference_farm.celery_app import model_queue
 from inference_farm.errors import FarmError
 from inference_farm.registry import Database, catalog
@@ -161,6 +162,7 @@ def farm_model_added(state: Any, name: str) -> dict[str, Any]:
     if not state.consumer.app.conf.get("farm_all_models"):
         return {"skipped": "not an all-models worker"}
     state.consumer.add_task_queue(model_queue(name))
+    heartbeat.soon()  # so that the API sees the new queue served before the next beat
     return {"ok": f"consuming {model_queue(name)}"}
 
 

@@ -27,10 +27,16 @@ def _ready(sender: Any = None, **_kwargs: Any) -> None:
     info["metrics_port"] = port if serving else None
     client = redis_client(settings.broker_url or "", settings.health_timeout)
     _beating.update(client=client, hostname=sender.hostname)
-    heartbeat.start(client, sender.hostname, info)
+    heartbeat.start(client, sender.hostname, info, lambda: _queues(sender))
     if sender.app.conf.get("farm_all_models"):
         consumed = {queue.name for queue in sender.task_consumer.queues}
         queue_sync.start(sender.app, sender.hostname, consumed)
+
+
+def _queues(consumer: Any) -> list[str]:
+    """The queues consumer takes jobs from now (none while it reconnects)."""
+    task_consumer = getattr(consumer, "task_consumer", None)
+    return sorted(queue.name for queue in list(getattr(task_consumer, "queues", None) or []))
 
 
 @signals.worker_shutdown.connect

@@ -69,6 +69,8 @@ def workers() -> Any:
     queues, caches = _ask(context.celery, len(beats) or None)
     listed = []
     for host in sorted(set(queues) | set(caches) | set(beats)):
-        names = sorted(queue["name"] for queue in queues.get(host, []))
+        # A worker busy with a long batch answers late; its heartbeat names its queues.
+        asked = [queue["name"] for queue in queues.get(host, [])]
+        names = sorted(asked or beats.get(host, {}).get("queues") or [])
         listed.append(_describe(host, names, caches.get(host, {}), beats.get(host, {})))
     return {"workers": listed}

@@ -1,0 +1,46 @@
+"""A worker busy with a long synchronous batch still counts as serving its model's queue."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+from flask.testing import FlaskClient
+
+from inference_farm.api import create_app
+from inference_farm.settings import Settings
+from tests import onnx_models
+from tests.integration.helpers import model_bytes, settled, upload
+from tests.services import wait_for
+
+WIDTH, LAYERS = 1024, 512  # about 7 s of work in one run: longer than the checks below
+BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, WIDTH], "data": [0.01] * WIDTH}]}
+
+
+def test_a_worker_busy_with_a_long_batch_still_serves_its_queue(
+    api: FlaskClient, worker: subprocess.Popen, farm_settings: Settings
+) -> None:
+    model = model_bytes(onnx_models.slow_model(WIDTH, LAYERS))
+    assert upload(api, "slow", model).status_code == 202
+    assert settled(api, "slow", "1.0.0")["status"] == "ready"
+    watch = create_app(farm_settings).extensions["farm"].queues
+    assert wait_for(lambda: watch.serves("farm.model.slow"), timeout=30)
+
+    assert api.post("/v2/repository/models/slow/load").status_code == 200
+
+    # A sync request runs on the worker's consumer thread, which answers no broadcast
+    # until the run ends.
+    answered: list[int] = []
+    busy = threading.Thread(
+        target=lambda: answered.append(api.post("/v2/models/slow/infer", json=BODY).status_code)
+    )
+    busy.start()
+    time.sleep(0.5)  # for the job to reach the worker
+    watch.refresh()
+    listed = api.get("/v1/workers").get_json()["workers"]
+    assert busy.is_alive(), "the run ended before the checks: make the model slower"
+    assert watch.consumed("farm.model.slow")
+    assert ["farm.model.slow" in {q["name"] for q in one["queues"]} for one in listed] == [True]
+    busy.join(timeout=60)
+    assert answered == [200]
