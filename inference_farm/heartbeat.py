@@ -46,6 +46,8 @@ def start(
                 if not failing:  # one line per outage, not one per beat
                     log.warning("heartbeat: the broker does not answer: %s", exc)
                 failing = True
+            except Exception:  # the heartbeat must outlive any one failure
+                log.exception("heartbeat: beating failed")
             _soon.wait(INTERVAL_S)
             _soon.clear()
 
