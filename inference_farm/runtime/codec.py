@@ -4,8 +4,8 @@ Requests may use Triton's binary tensor extension: Inference-Header-Content-Leng
 JSON, then the data of each input with parameters.binary_data_size, in input order; numeric
 data is little-endian and row-major, BYTES elements each a 4-byte little-endian length and
 the bytes. Non-tensor outputs are sent as one JSON text per element of a BYTES output with
-parameters.content_type "application/json". BYTES outputs
-that are not all UTF-8 go in JSON form as base64 with parameters.content_encoding "base64".
+parameters.content_type "application/json". BYTES outputs that are not all UTF-8 go in
+JSON form as base64 with parameters.content_encoding "base64".
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ with the signature that inspect.py stored for the model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import struct
@@ -58,12 +59,9 @@ def _loads(text: str, strict: bool) -> Any:
     fast parse is parsed again strictly, for the exact reason.
     """
     if not strict:
-        try:
+        # What orjson refuses, json may take (NaN), or else words its own message.
+        with contextlib.suppress(orjson.JSONDecodeError):
             return orjson.loads(text)
-        except (
-            orjson.JSONDecodeError
-        ):  # what orjson refuses and json takes (NaN), or json's message
-            pass
     return json.loads(text)
 
 
