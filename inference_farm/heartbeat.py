@@ -18,6 +18,9 @@ import redis
 
 log = logging.getLogger(__name__)
 KEY = "farm:heartbeat:{}"
+# One sorted set per queue: the hostnames that consume it, scored by the time of their last
+# beat, so that "does a live worker consume this queue?" is one read, whatever Redis holds.
+SERVING_KEY = "farm:serving:{}"
 INTERVAL_S = 5.0
 TTL_S = 30  # a worker silent this long is gone from the listing
 FRESH_S = 2 * INTERVAL_S + 1  # a beat this recent vouches for the queues it names
@@ -25,9 +28,20 @@ _soon = threading.Event()
 
 
 def beat(client: redis.Redis, hostname: str, info: dict[str, Any]) -> None:
-    """Record that hostname is alive now, with info (pid, device, metrics port)."""
-    document = {**info, "hostname": hostname, "at": time.time()}
-    client.set(KEY.format(hostname), json.dumps(document), ex=TTL_S)
+    """Record that hostname is alive now, with info (pid, device, metrics port, queues)."""
+    now = time.time()
+    document = {**info, "hostname": hostname, "at": now}
+    with client.pipeline(transaction=False) as pipe:
+        pipe.set(KEY.format(hostname), json.dumps(document), ex=TTL_S)
+        for queue in info.get("queues") or []:
+            pipe.zadd(SERVING_KEY.format(queue), {hostname: now})
+            pipe.expire(SERVING_KEY.format(queue), TTL_S)
+        pipe.execute()
+
+
+def serving(client: redis.Redis, queue: str) -> bool:
+    """True when a worker's beat of the last FRESH_S seconds names queue (one Redis read)."""
+    return int(client.zcount(SERVING_KEY.format(queue), time.time() - FRESH_S, "+inf")) > 0
 
 
 def start(
@@ -62,9 +76,15 @@ def soon() -> None:
 
 
 def stop(client: redis.Redis, hostname: str) -> None:
-    """Remove hostname's heartbeat, as it shuts down."""
+    """Remove hostname's heartbeat, and its name from the queues it served, as it shuts down."""
     try:
-        client.delete(KEY.format(hostname))
+        raw = client.get(KEY.format(hostname))
+        queues = (json.loads(raw).get("queues") or []) if raw else []
+        with client.pipeline(transaction=False) as pipe:
+            pipe.delete(KEY.format(hostname))
+            for queue in queues:
+                pipe.zrem(SERVING_KEY.format(queue), hostname)
+            pipe.execute()
     except redis.RedisError as exc:
         log.warning("heartbeat: could not remove %s: %s", hostname, exc)
 

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import logging
-from typing import BinaryIO
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
 from celery import Celery
 from sqlalchemy.orm import Session
 
-from inference_farm import control
+from inference_farm import archives, control, samples
 from inference_farm.celery_app import CONTROL_QUEUE
-from inference_farm.errors import Conflict, NotFound, Unavailable
+from inference_farm.errors import Conflict, InvalidInput, NotFound, Unavailable
 from inference_farm.registry import catalog
 from inference_farm.registry.jobs import add_job, finish_job
 from inference_farm.registry.models import Model, ModelVersion
-from inference_farm.storage import ArtifactStore
+from inference_farm.storage import ArtifactStore, Staged
 
 log = logging.getLogger(__name__)
 VALIDATE_TASK = "farm.validate"
@@ -30,42 +32,84 @@ def announce_model(celery: Celery, name: str) -> None:
         log.warning("could not announce model %s to workers: %s", name, exc)
 
 
+@dataclass(frozen=True)
+class UploadOptions:
+    """What an upload may carry besides its file, and the limits it is held to."""
+
+    version: str | None = None
+    description: str = ""
+    warmup: bytes | None = None  # sample inputs: .npz or an OIP JSON request
+    model_file: str | None = None  # the .onnx member of an archive holding several
+    max_bytes: int = 2**31
+    max_elements: int = 2**24
+    limits: archives.Limits = field(default_factory=lambda: archives.Limits(2**31, 100.0))
+
+
 def upload(
     session: Session,
     store: ArtifactStore,
     celery: Celery,
     name: str,
     stream: BinaryIO,
-    version: str | None = None,
-    description: str = "",
-    max_bytes: int = 2**31,
+    options: UploadOptions | None = None,
 ) -> ModelVersion:
-    """Store the file, create a pending version (and the model if new), queue its validation."""
+    """Store the file (a model, or an archive of one) and its warmup samples, create a pending
+    version (and the model if new), and queue its validation.
+
+    An archive with a member that may not be unpacked becomes a failed version at once."""
     catalog.check_name(name)
+    options = options or UploadOptions()
+    version = options.version
     if version is not None:
         catalog.parse_version(version)
         model = catalog.find_model(session, name)
         if model and any(v.version == version for v in model.versions):
             raise Conflict(f"version {version} of model {name!r} already exists")
-    artifact = store.put_stream(stream, max_bytes)
+    warmup = _store_warmup(store, options)
+    with store.stage(stream, options.max_bytes) as staged:
+        fields, unsafe = _model_fields(staged, options)
+        if unsafe is None:
+            artifact = store.commit(staged, fields["artifact_format"])
+            fields["artifact_uri"] = artifact.uri
     model = catalog.ensure_model(session, name)
+    fields.update(warmup_sha256=warmup, description=options.description)
+    if unsafe is not None:
+        fields.update(status="failed", error=unsafe)
     try:
-        record = catalog.add_version(
-            session,
-            model,
-            version,
-            description=description,
-            sha256=artifact.sha256,
-            artifact_uri=artifact.uri,
-            size_bytes=artifact.size,
-        )
+        record = catalog.add_version(session, model, version, **fields)
     except Conflict:
-        if catalog.unreferenced(session, artifact.sha256):
-            store.delete(artifact.sha256)
+        _drop_artifacts(session, store, {staged.sha256, warmup})
         raise
     announce_model(celery, name)
-    queue_validation(session, celery, record)
+    if unsafe is None:
+        queue_validation(session, celery, record)
     return record
+
+
+def _store_warmup(store: ArtifactStore, options: UploadOptions) -> str | None:
+    """The digest of the upload's warmup samples, stored in canonical form; 400 if malformed."""
+    if options.warmup is None:
+        return None
+    encoded = samples.encode(samples.parse(options.warmup, options.max_elements))
+    return store.put_stream(io.BytesIO(encoded), len(encoded), kind="warmup").sha256
+
+
+def _model_fields(staged: Staged, options: UploadOptions) -> tuple[dict[str, Any], str | None]:
+    """The version's artifact fields, and the reason if it is an archive that may not unpack."""
+    fmt = archives.format_of(staged.path)
+    fields: dict[str, Any] = {
+        "sha256": staged.sha256, "size_bytes": staged.size, "artifact_format": fmt,
+    }  # fmt: skip
+    if fmt == "onnx":
+        if options.model_file:
+            raise InvalidInput("model_file names a member of an archive; this upload is a model")
+        return fields, None
+    try:
+        members = archives.list_members(staged.path, fmt, options.limits)
+    except archives.UnsafeMember as exc:
+        return fields, exc.message
+    fields["archive_entry"] = archives.entry_of(members, options.model_file)
+    return fields, None
 
 
 def queue_validation(session: Session, celery: Celery, record: ModelVersion) -> None:
@@ -109,13 +153,14 @@ def retire_version(
     catalog.retire(session, record)
     session.commit()
     _broadcast_evict(celery, record.model.name, record.version)
-    _drop_artifacts(session, store, {record.sha256})
+    _drop_artifacts(session, store, {record.sha256, record.warmup_sha256})
     return record
 
 
 def delete_model(session: Session, store: ArtifactStore, celery: Celery, model: Model) -> None:
     """Retire every version of a model, then remove the model itself."""
     digests = {record.sha256 for record in model.versions}
+    digests |= {record.warmup_sha256 for record in model.versions}
     for record in catalog.versions(model):
         catalog.retire(session, record)
     session.commit()

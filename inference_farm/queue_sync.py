@@ -1,4 +1,5 @@
-"""An all-models worker picks up the queues of models whose announcement it missed."""
+"""An all-models worker picks up the queues of models whose announcement it missed, and a
+version becomes ready only once a live worker consumes its model's queue."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import threading
 import time
 from typing import Any
 
-from inference_farm import control
+from inference_farm import control, heartbeat
 from inference_farm.celery_app import model_queue
 from inference_farm.registry import Database, catalog
 
 log = logging.getLogger(__name__)
+SERVED_WAIT_S = 10.0  # how long a validation waits for an all-models worker to take a queue
+POLL_S = 0.05
 
 
 def start(app: Any, hostname: str, consumed: set[str]) -> threading.Thread:
@@ -48,3 +51,27 @@ def _loop(app: Any, database: Database, hostname: str, consumed: set[str], every
                 log.info("now consuming %s, whose announcement this worker missed", name)
         except Exception as exc:  # the registry or broker is down: try again next time
             log.warning("could not compare the registry with this worker's queues: %s", exc)
+
+
+def wait_served(app: Any, client: Any, name: str, timeout: float = SERVED_WAIT_S) -> bool:
+    """Return True once a live worker's heartbeat names the queue of model name.
+
+    When no worker consumes it yet but an all-models worker lives, that worker is asked to
+    take the queue (its announcement may have been missed) and this waits up to timeout.
+    False at once when no live worker will take it: then requests truly get 503.
+    """
+    queue = model_queue(name)
+    if heartbeat.serving(client, queue):
+        return True
+    recent = time.time() - heartbeat.FRESH_S
+    beats = heartbeat.read_all(client).values()
+    if not any(one.get("all_models") and float(one.get("at") or 0) >= recent for one in beats):
+        return False
+    control.call(app, "broadcast", "farm_model_added", arguments={"name": name})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if heartbeat.serving(client, queue):
+            return True
+        time.sleep(POLL_S)
+    log.warning("no worker took the queue %s within %.0f s", queue, timeout)
+    return False

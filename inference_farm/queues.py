@@ -89,13 +89,26 @@ class QueueWatch:
         return self._thread is not None and queue in (self._consumed or set())
 
     def serves(self, queue: str) -> bool:
-        """True when a live worker consumes queue; refreshes once before saying no."""
+        """True when a live worker consumes queue. Before saying no, asks Redis whether a
+        recent heartbeat names it (so a queue a worker took a moment ago counts at once,
+        in every API process), and refreshes the whole view at most once a second."""
         self._start()
         if queue in (self._consumed or set()):
+            return True
+        if self._beating_for(queue):
+            with self._lock:
+                self._consumed = (self._consumed or set()) | {queue}
             return True
         if time.monotonic() - self._fetched_at > 1.0:
             self.refresh()
         return queue in (self._consumed or set())
+
+    def _beating_for(self, queue: str) -> bool:
+        try:
+            return heartbeat.serving(self.redis, queue)
+        except redis.RedisError as exc:  # publishing will say the broker is gone
+            log.warning("could not read which workers serve %s: %s", queue, exc)
+            return False
 
     def refresh(self) -> None:
         """Ask the workers which queues they consume (waits at most `timeout`), and add the

@@ -178,7 +178,7 @@ def _live_replies(found: Served, begun: _Begun) -> list[dict[str, Any]]:
         signature = found.signature.get("outputs", [])
         packed = [pack_outputs(dict(zip(outcome.wanted, p, strict=True)), signature) for p in parts]
     except Exception as exc:
-        return [failed_run(exc)] * len(begun.live)
+        return [failed_run(exc, _where(found, begun.request.feeds))] * len(begun.live)
     timings = {
         "ok": True,
         "model_version": found.version,
@@ -203,8 +203,15 @@ def _each_alone(begun: _Begun) -> tuple[list[list[Any]], Any]:
     return parts, outcome
 
 
-def failed_run(exc: Exception) -> dict[str, Any]:
-    """The reply of a request whose inputs the model could not take."""
+def _where(found: Served, feeds: dict[str, Any]) -> str:
+    """Which model version ran on which inputs, for an error message."""
+    shapes = ", ".join(f"{name} {list(np.shape(array))}" for name, array in feeds.items())
+    return f"model {found.name!r} version {found.version} could not run on inputs {shapes}"
+
+
+def failed_run(exc: Exception, where: str = "the model could not run on these inputs") -> dict:
+    """The reply of a request whose inputs the model could not take (400: the inputs fit
+    the signature, yet the model refused them, as a shape it cannot take at run time)."""
     from inference_farm.runtime.batcher import Expired
     from inference_farm.runtime.inspect import ort_message
 
@@ -212,4 +219,4 @@ def failed_run(exc: Exception) -> dict[str, Any]:
         return failure(exc.message, exc.status)
     if isinstance(exc, Expired):
         return expired()
-    return failure(f"the model could not run on these inputs: {ort_message(exc)}", 400)
+    return failure(f"{where}: {ort_message(exc)}", 400)

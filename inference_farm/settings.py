@@ -87,6 +87,10 @@ class Settings(BaseModel):
     max_upload_bytes: int = Field(
         2 * 2**30, ge=1, description="Largest model upload the API accepts (413 above)."
     )
+    max_archive_ratio: float = Field(
+        100.0, ge=1,
+        description="How many times its compressed size an archive member may unpack to.",
+    )  # fmt: skip
     validate_timeout: float = Field(
         120.0, gt=0, description="Seconds a worker may spend validating one upload."
     )
@@ -229,6 +233,13 @@ class Settings(BaseModel):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'registry.db').resolve()}"
+
+    @property
+    def archive_limits(self) -> Any:
+        """How large an uploaded archive may unpack (archives.Limits)."""
+        from inference_farm.archives import Limits
+
+        return Limits(self.max_upload_bytes, self.max_archive_ratio)
 
     @property
     def effective_result_backend(self) -> str | None:

@@ -67,8 +67,10 @@ def ping() -> dict[str, Any]:
 def _inspect(state: WorkerState, record: ModelVersion) -> dict[str, Any]:
     from inference_farm.runtime.inspect import inspect_model
 
-    path = state.store.local_path(record.sha256 or "")
-    return inspect_model(path, state.settings.validate_timeout)
+    path, _size = state.model_path(record)  # an archive is unpacked here, checked as it goes
+    root = state.archive_root(record)
+    warmup = state.samples_path(record.warmup_sha256) if record.warmup_sha256 else None
+    return inspect_model(path, state.settings.validate_timeout, warmup, root)
 
 
 @shared_task(name="farm.validate")
@@ -88,12 +90,26 @@ def validate(version_id: int, job_id: str | None = None) -> dict[str, Any]:
     except Exception as exc:
         log.exception("validation of %s %s crashed", record.model.name, record.version)
         return _failed(session, record, job_id, f"validation failed unexpectedly: {exc}")
-    fields = {k: found[k] for k in ("signature", "batchable", "load_time_ms", "memory_bytes")}
+    kept = ("signature", "batchable", "load_time_ms", "memory_bytes", "warnings", "model_info")
+    fields = {key: found.get(key) for key in kept}
+    if record.artifact_format != "onnx":
+        fields["size_bytes"] = found["size_bytes"]  # the model with its external data
+    _await_consumer(state, record.model.name)
     catalog.set_result(session, record.id, "ready", error=None, **fields)
     if job_id:
         finish_job(session, job_id, "succeeded")
     log.info("model %s %s is ready", record.model.name, record.version)
     return {"status": "ready"}
+
+
+def _await_consumer(state: WorkerState, name: str) -> None:
+    """Wait until a live worker consumes name's queue, so that ready means servable."""
+    from inference_farm.queue_sync import wait_served
+
+    try:
+        wait_served(current_app, state.redis, name)
+    except Exception as exc:  # the broker is down: requests will say so themselves
+        log.warning("could not check which workers serve %s: %s", name, exc)
 
 
 def _failed(session: Any, record: ModelVersion, job_id: str | None, reason: str) -> dict:

@@ -25,6 +25,7 @@ def _ready(sender: Any = None, **_kwargs: Any) -> None:
     serving = bool(port) and worker_metrics.serve(settings.api_host, port, settings.worker_device)
     info = {"pid": os.getpid(), "device": settings.worker_device}
     info["metrics_port"] = port if serving else None
+    info["all_models"] = bool(sender.app.conf.get("farm_all_models"))
     client = redis_client(settings.broker_url or "", settings.health_timeout)
     _beating.update(client=client, hostname=sender.hostname)
     heartbeat.start(client, sender.hostname, info, lambda: _queues(sender))

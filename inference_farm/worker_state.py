@@ -7,6 +7,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from inference_farm.errors import Conflict
@@ -63,12 +64,14 @@ class WorkerState:
 
     def _make_cache(self) -> Any:
         from inference_farm.runtime.cache import SessionCache
-        from inference_farm.runtime.sessions import make_session
+        from inference_farm.runtime.sessions import make_session, warm
 
         s = self.settings
 
-        def loader(path: Any) -> Any:
-            return make_session(path, s.worker_device, s.intra_op_threads)
+        def loader(files: Any) -> Any:
+            session = make_session(files.path, s.worker_device, s.intra_op_threads)
+            warm(session, files.warmup, str(files.path.name))
+            return session
 
         cache = SessionCache(loader, s.cache_max_models, s.cache_max_bytes, s.cache_idle_seconds)
         interval = min(max(s.cache_idle_seconds / 4, 1.0), 30.0)
@@ -120,7 +123,46 @@ class WorkerState:
         """The version served for (name, version) and its loaded session."""
         found = self.served(name, version)
         key = (name, found.version)
-        return found, self.cache.get(key, lambda: self.store.local_path(found.sha256 or ""))
+        return found, self.cache.get(key, lambda: self.model_files(found))
+
+    def model_files(self, found: Any, with_samples: bool = True) -> Any:
+        """The files a session of version found (a Served or ModelVersion) loads from."""
+        from inference_farm.runtime.sessions import ModelFiles
+
+        path, size = self.model_path(found)
+        warmup = None
+        if with_samples and found.warmup_sha256:
+            warmup = self._samples(found.warmup_sha256)
+        return ModelFiles(path, size, warmup)
+
+    def model_path(self, found: Any) -> tuple[Path, int]:
+        """The local .onnx file of version found, unpacking its archive if need be, and the
+        size of it with its external data."""
+        root = self.archive_root(found)
+        if root is None:
+            path = self.store.local_path(found.sha256 or "")
+            return path, path.stat().st_size
+        size = sum(item.stat().st_size for item in root.rglob("*") if item.is_file())
+        return root.joinpath(*(found.archive_entry or "").split("/")), size
+
+    def archive_root(self, found: Any) -> Path | None:
+        """The folder version found's archive unpacks into (checked as it is); None for a
+        plain .onnx file."""
+        kind = found.artifact_format or "onnx"
+        if kind == "onnx":
+            return None
+        return self.store.unpacked(found.sha256 or "", kind, self.settings.archive_limits)
+
+    def samples_path(self, digest: str) -> Path:
+        """The local file of stored warmup samples."""
+        return self.store.local_path(digest, kind="warmup")
+
+    def _samples(self, digest: str) -> dict[str, Any]:
+        from inference_farm import samples
+        from inference_farm.runtime.packing import for_onnxruntime
+
+        stored = samples.decode(self.samples_path(digest).read_bytes())
+        return {name: for_onnxruntime(array, name) for name, array in stored.items()}
 
     def batcher_for(self, found: Served) -> Any:
         """The batcher of a stackable version, or None when its requests run alone."""

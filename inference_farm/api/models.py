@@ -21,6 +21,7 @@ from inference_farm.api.schemas import (
     VersionPatch,
     VersionQuery,
 )
+from inference_farm.errors import PayloadTooLarge
 from inference_farm.registry import catalog
 
 blp = Blueprint("models", __name__, url_prefix="/v1/models", description="Models and versions")
@@ -28,6 +29,14 @@ blp = Blueprint("models", __name__, url_prefix="/v1/models", description="Models
 
 def _session() -> Any:
     return farm().db.session()
+
+
+def _read_bounded(stream: Any, limit: int) -> bytes:
+    """The stream's content; 413 past limit bytes."""
+    content = stream.read(limit + 1)
+    if len(content) > limit:
+        raise PayloadTooLarge(f"the warmup file is larger than max_request_bytes ({limit})")
+    return content
 
 
 def _set_batching(session: Any, model: Any, body: dict) -> None:
@@ -118,15 +127,19 @@ class Versions(MethodView):
     def post(self, form: dict, files: dict, name: str) -> Any:
         """Upload a new version (multipart field `file`); it is validated on a worker"""
         context = farm()
-        record = lifecycle.upload(
-            _session(),
-            context.store,
-            context.celery,
-            name,
-            files["file"].stream,
+        settings = context.settings
+        warmup = files.get("warmup")
+        options = lifecycle.UploadOptions(
             version=form.get("version") or None,
             description=form["description"],
-            max_bytes=context.settings.max_upload_bytes,
+            warmup=_read_bounded(warmup.stream, settings.max_request_bytes) if warmup else None,
+            model_file=form.get("model_file") or None,
+            max_bytes=settings.max_upload_bytes,
+            max_elements=settings.max_tensor_elements,
+            limits=settings.archive_limits,
+        )
+        record = lifecycle.upload(
+            _session(), context.store, context.celery, name, files["file"].stream, options
         )
         return record, 202, {"Location": f"{request.path}/{record.version}"}
 

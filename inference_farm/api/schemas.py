@@ -85,8 +85,31 @@ class VersionOut(Schema):
     error = fields.String(allow_none=True)
     load_time_ms = fields.Float(allow_none=True)
     memory_bytes = fields.Integer(allow_none=True)
+    warnings = fields.Function(
+        lambda record: list(record.warnings or []),
+        metadata={"description": "What validation noticed but did not refuse, such as a smoke "
+                  "run that found no input to run on."},
+    )  # fmt: skip
+    artifact_format = fields.String(metadata={"description": "onnx, zip or tar"})
+    archive_entry = fields.String(
+        allow_none=True, metadata={"description": "The model's .onnx file inside the archive."}
+    )
+    warmup = fields.Function(
+        lambda record: record.warmup_sha256 is not None,
+        metadata={"description": "Whether sample inputs came with the upload."},
+    )
+    producer_name = fields.Function(lambda record: _info(record, "producer_name"))
+    producer_version = fields.Function(lambda record: _info(record, "producer_version"))
+    opset_imports = fields.Function(lambda record: _info(record, "opset_imports"))
+    doc_string = fields.Function(lambda record: _info(record, "doc_string"))
+    metadata_props = fields.Function(lambda record: _info(record, "metadata_props"))
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
+
+
+def _info(record: ModelVersion, key: str) -> Any:
+    """What the model file says about itself under key; None before validation."""
+    return (record.model_info or {}).get(key)
 
 
 class UploadForm(Schema):
@@ -94,12 +117,17 @@ class UploadForm(Schema):
 
     version = fields.String(metadata={"description": catalog.VERSION_RULE})
     description = fields.String(load_default="")
+    model_file = fields.String(
+        metadata={"description": "The .onnx member of an archive that holds several."}
+    )
 
 
 class UploadFile(Schema):
-    """The uploaded .onnx file."""
+    """The uploaded model: an .onnx file, or a .zip / .tar[.gz] archive of one with its
+    external data; and optional sample inputs, as .npz or an OIP JSON infer request."""
 
     file = Upload(required=True)
+    warmup = Upload()
 
 
 class VersionPatch(Schema):

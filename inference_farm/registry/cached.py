@@ -84,6 +84,9 @@ class Served:
     batchable: bool
     max_batch_size: int | None
     max_queue_delay_ms: float | None
+    artifact_format: str = "onnx"
+    archive_entry: str | None = None
+    warmup_sha256: str | None = None
 
 
 def read_served(session: Session, name: str, version: str | None) -> Served:
@@ -100,6 +103,9 @@ def read_served(session: Session, name: str, version: str | None) -> Served:
         batchable=bool(record.batchable),
         max_batch_size=model.max_batch_size,
         max_queue_delay_ms=model.max_queue_delay_ms,
+        artifact_format=record.artifact_format or "onnx",
+        archive_entry=record.archive_entry,
+        warmup_sha256=record.warmup_sha256,
     )
 
 

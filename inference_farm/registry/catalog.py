@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -163,11 +163,12 @@ def pin_default(session: Session, model: Model, version: str | None) -> Model:
 
 
 def unreferenced(session: Session, sha256: str | None) -> bool:
-    """True when no version that is not retired refers to the artifact sha256."""
+    """True when no version that is not retired refers to the artifact (or samples) sha256."""
     if sha256 is None:
         return False
     query = select(ModelVersion.id).where(
-        ModelVersion.sha256 == sha256, ModelVersion.status != "retired"
+        or_(ModelVersion.sha256 == sha256, ModelVersion.warmup_sha256 == sha256),
+        ModelVersion.status != "retired",
     )
     return session.scalars(query.limit(1)).first() is None
 

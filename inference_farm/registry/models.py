@@ -83,6 +83,13 @@ class ModelVersion(Timestamped, Base):
     error: Mapped[str | None] = mapped_column(Text)
     load_time_ms: Mapped[float | None] = mapped_column(Float)
     memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # "onnx", or the archive ("zip", "tar") the .onnx file (archive_entry) came in.
+    artifact_format: Mapped[str] = mapped_column(String(8), default="onnx", server_default="onnx")
+    archive_entry: Mapped[str | None] = mapped_column(Text)
+    warmup_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    warnings: Mapped[list[str] | None] = mapped_column(JSON)
+    # What the file says about itself: producer, opsets, doc_string, metadata_props.
+    model_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     model: Mapped[Model] = relationship(back_populates="versions")
 
 

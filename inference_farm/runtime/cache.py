@@ -18,6 +18,8 @@ from inference_farm.runtime.memory import release_freed_memory, rss_bytes
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
+# What a session is loaded from: a model file, or a runtime.sessions.ModelFiles.
+Source = Any
 MIB = 2**20
 
 
@@ -47,7 +49,7 @@ class SessionCache:
 
     def __init__(
         self,
-        loader: Callable[[pathlib.Path], Any],
+        loader: Callable[[Source], Any],
         max_models: int,
         max_bytes: int,
         idle_seconds: float,
@@ -76,7 +78,7 @@ class SessionCache:
         with self._lock:
             return len(self._entries)
 
-    def get(self, key: Key, path: pathlib.Path | Callable[[], pathlib.Path]) -> Any:
+    def get(self, key: Key, path: Source | Callable[[], Source]) -> Any:
         """The session for key, loading it from path on a miss (path may be a function that
         finds the file, called only then)."""
         with self._lock:
@@ -100,13 +102,11 @@ class SessionCache:
             return pending.result()  # another thread is loading it: share its outcome
         return self._load_for(key, path, pending)
 
-    def load(self, key: Key, path: pathlib.Path) -> None:
+    def load(self, key: Key, path: Source) -> None:
         """Load the session for key now, unless it is loaded already (warming the cache)."""
         self.get(key, path)
 
-    def _load_for(
-        self, key: Key, path: pathlib.Path | Callable[[], pathlib.Path], pending: Future
-    ) -> Any:
+    def _load_for(self, key: Key, path: Source | Callable[[], Source], pending: Future) -> Any:
         try:
             session, nbytes = self._measured_load(key, path() if callable(path) else path)
         except BaseException as exc:
@@ -120,9 +120,11 @@ class SessionCache:
         pending.set_result(session)
         return session
 
-    def _measured_load(self, key: Key, path: pathlib.Path) -> tuple[Any, int]:
+    def _measured_load(self, key: Key, path: Source) -> tuple[Any, int]:
         """The loaded session and its size: the larger of file size and RSS growth."""
-        size = pathlib.Path(path).stat().st_size
+        size = getattr(path, "size_bytes", None)
+        if size is None:
+            size = pathlib.Path(path).stat().st_size
         with self._load_lock:
             self._unload(self._make_room(size))
             before, started = rss_bytes(), time.perf_counter()

@@ -20,12 +20,16 @@ from typing import Any
 
 import inference_farm
 from inference_farm.errors import ModelRejected
+from inference_farm.runtime import smoke
 from inference_farm.runtime.datatypes import NUMPY_FROM_OIP, OIP_FROM_ORT, kind_of
 from inference_farm.runtime.memory import release_freed_memory, rss_bytes
 
 log = logging.getLogger(__name__)
 
 MAX_REASON = 300
+SMOKE_BUDGET_S = 30.0  # made-up inputs are tried for at most this long
+MAX_DOC = 4096  # characters kept of a model's doc_string and of each metadata value
+MAX_PROPS = 256  # metadata_props entries kept
 ERROR = 3  # onnxruntime's log severity: only errors reach the child's stderr
 _ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
 _LOAD_PREFIX = re.compile(r"^Load model from .*? failed:")
@@ -39,16 +43,31 @@ class _Rejected(Exception):
 # --- the parent: run the child and turn what it says into a result or a ModelRejected ---
 
 
-def child_command(path: pathlib.Path) -> list[str]:
-    """The command line of the child process that inspects path."""
-    return [sys.executable, "-m", "inference_farm.runtime.inspect", str(path)]
+def child_command(path: pathlib.Path, options: dict | None = None) -> list[str]:
+    """The command line of the child process that inspects path (options: see check)."""
+    command = [sys.executable, "-m", "inference_farm.runtime.inspect", str(path)]
+    return command + ([json.dumps(options)] if options else [])
 
 
-def inspect_model(path: pathlib.Path, timeout: float) -> dict:
-    """Check the model at path in a child process and return its signature and costs."""
+def inspect_model(
+    path: pathlib.Path,
+    timeout: float,
+    warmup: pathlib.Path | None = None,
+    archive_root: pathlib.Path | None = None,
+) -> dict:
+    """Check the model at path in a child process and return its signature and costs.
+
+    warmup: stored sample inputs to check and run; archive_root: the unpacked archive the
+    model came in, inside which its external data must lie.
+    """
     path = pathlib.Path(path).resolve()
     if path.stat().st_size == 0:
         raise ModelRejected("the file is empty")
+    options = {"budget_s": min(SMOKE_BUDGET_S, timeout / 4)}
+    if warmup is not None:
+        options["warmup"] = str(warmup)
+    if archive_root is not None:
+        options["archive_root"] = str(pathlib.Path(archive_root).resolve())
     env = dict(os.environ)
     # The child must run this very checkout, whatever the worker's working directory is.
     root = str(pathlib.Path(inference_farm.__file__).resolve().parent.parent)
@@ -56,7 +75,7 @@ def inspect_model(path: pathlib.Path, timeout: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="inspect-") as workdir:
         try:
             done = subprocess.run(
-                child_command(path),
+                child_command(path, options),
                 cwd=workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -137,8 +156,10 @@ def _drop_signature(text: str) -> str:
 # --- the child: read, load and run the model, and describe it ---
 
 
-def _read_proto(path: pathlib.Path) -> Any:
+def _read_proto(path: pathlib.Path, archive_root: pathlib.Path | None) -> Any:
     import onnx
+
+    from inference_farm.runtime import external
 
     if path.stat().st_size == 0:
         raise _Rejected("the file is empty")
@@ -148,49 +169,49 @@ def _read_proto(path: pathlib.Path) -> Any:
         raise _Rejected(f"not a valid ONNX model: {_shorten(str(exc))}") from None
     if not model.HasField("graph"):
         raise _Rejected("not a valid ONNX model: it has no graph")
-    location = _external_location(model)
-    if location is not None:
+    found = external.locations(model)
+    if found and archive_root is None:
         raise _Rejected(
-            f"model references external data file {location!r}; "
-            "upload a single self-contained .onnx file"
+            f"model references external data file {found[0]!r}; a model with external data "
+            "must be uploaded as one archive (.zip or .tar[.gz]) holding the .onnx file and "
+            "its data files"
         )
+    if found:
+        try:
+            external.check(found, path.parent, archive_root)
+        except external.UnsafeLocation as exc:
+            raise _Rejected(str(exc)) from None
     return model
-
-
-def _external_location(model: Any) -> str | None:
-    """The data file of the first tensor anywhere in model that is stored outside of it."""
-    from onnx import TensorProto
-
-    graphs, nodes = [model.graph], [node for function in model.functions for node in function.node]
-    tensors = []
-    while graphs or nodes:
-        if graphs:
-            graph = graphs.pop()
-            tensors += graph.initializer
-            tensors += [sparse.values for sparse in graph.sparse_initializer]
-            nodes += graph.node
-        for node in nodes:
-            for attribute in node.attribute:
-                tensors += [attribute.t, *attribute.tensors]
-                tensors += [sparse.values for sparse in attribute.sparse_tensors]
-                tensors.append(attribute.sparse_tensor.values)
-                graphs += [attribute.g, *attribute.graphs]  # If, Loop and Scan bodies
-        nodes = []
-    for tensor in tensors:
-        if tensor.data_location == TensorProto.EXTERNAL:
-            where = {entry.key: entry.value for entry in tensor.external_data}
-            return where.get("location", "?")
-    return None
 
 
 def _proto_facts(model: Any) -> dict:
     """Opsets, producer and which graph inputs and outputs declare a shape (a known rank)."""
     values = list(model.graph.input) + list(model.graph.output)
+    opsets = {entry.domain or "ai.onnx": entry.version for entry in model.opset_import}
     return {
-        "opset": {entry.domain or "ai.onnx": entry.version for entry in model.opset_import},
+        "opset": opsets,
         "producer": " ".join(filter(None, [model.producer_name, model.producer_version])),
         "ranked": {value.name for value in values if value.type.tensor_type.HasField("shape")},
     }
+
+
+def _model_info(model: Any) -> dict:
+    """What the file says about itself, each text bounded."""
+    props = {
+        entry.key[:MAX_DOC]: _bounded(entry.value) for entry in model.metadata_props[:MAX_PROPS]
+    }
+    return {
+        "producer_name": _bounded(model.producer_name),
+        "producer_version": _bounded(model.producer_version),
+        "ir_version": int(model.ir_version),
+        "opset_imports": {e.domain or "ai.onnx": int(e.version) for e in model.opset_import},
+        "doc_string": _bounded(model.doc_string or model.graph.doc_string),
+        "metadata_props": props,
+    }
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_DOC else text[: MAX_DOC - 1] + "…"
 
 
 def _describe(arg: Any, ranked: set[str], role: str) -> dict:
@@ -224,22 +245,6 @@ def _batchable(inputs: list[dict], outputs: list[dict]) -> bool:
     return all(shape and shape[0] == -1 for shape in shaped if shape is not None)
 
 
-def _synthetic_feeds(inputs: list[dict]) -> dict:
-    """Zeros (False, empty strings) for every input, with each free dim set to 1."""
-    import numpy as np
-
-    feeds = {}
-    for item in inputs:
-        shape = [
-            1 if dim == -1 else dim
-            for dim in (item["shape"] if item["shape"] is not None else [-1])
-        ]
-        dtype = NUMPY_FROM_OIP[item["datatype"]]
-        fill = "" if item["datatype"] == "BYTES" else 0
-        feeds[item["name"]] = np.full(shape, fill, dtype=dtype)
-    return feeds
-
-
 def _cpu_session(source: pathlib.Path | bytes) -> Any:
     """An onnxruntime session on the CPU for a model file or serialized model."""
     import onnxruntime as ort
@@ -255,21 +260,53 @@ def _cpu_session(source: pathlib.Path | bytes) -> Any:
         raise _Rejected(f"onnxruntime cannot load the model: {ort_message(exc)}") from None
 
 
-def _run_once(session: Any, inputs: list[dict], outputs: list[dict]) -> None:
-    """Run session on synthetic input, and take unknown output ranks from the results."""
+def _smoke(session: Any, inputs: list[dict], options: dict) -> smoke.Outcome:
+    """Run the samples, or made-up inputs; _Rejected when a fixed-shape model cannot run."""
+
+    def run(feeds: dict) -> list[Any]:
+        return session.run(None, feeds)
+
+    if options.get("warmup"):
+        return _run_samples(run, inputs, pathlib.Path(options["warmup"]))
+    if smoke.has_free_dims(inputs):
+        return smoke.probe(run, inputs, float(options.get("budget_s", SMOKE_BUDGET_S)), ort_message)
+    feeds = smoke.made_up_feeds(inputs, {item["name"]: item["shape"] for item in inputs})
     try:
-        results = session.run(None, _synthetic_feeds(inputs))
+        return smoke.Outcome(results=run(feeds), tries=1)
     except Exception as exc:
-        reason = f"running the model on synthetic input failed: {ort_message(exc)}"
-        raise _Rejected(reason) from None
+        raise _Rejected(
+            f"running the model on its own declared input shapes failed: {ort_message(exc)}"
+        ) from None
+
+
+def _run_samples(run: Any, inputs: list[dict], path: pathlib.Path) -> smoke.Outcome:
+    """Check the warmup samples against the inputs and run them once."""
+    from inference_farm import samples
+    from inference_farm.errors import InvalidInput
+
+    try:
+        found = samples.decode(path.read_bytes())
+        samples.check(found, {"inputs": inputs})
+    except InvalidInput as exc:
+        raise _Rejected(exc.message) from None
+    try:
+        return smoke.Outcome(results=run(found), tries=1)
+    except Exception as exc:
+        raise _Rejected(f"the warmup sample failed to run: {ort_message(exc)}") from None
+
+
+def _fill_ranks(outputs: list[dict], results: list[Any] | None) -> None:
+    """Take unknown output ranks from the run's results, where a run succeeded."""
+    if results is None:
+        return
     for output, result in zip(outputs, results, strict=True):
         if output["kind"] == "tensor" and output["shape"] is None:
             # Neither the model nor onnxruntime knows the rank; the run shows it, not the sizes.
             output["shape"] = [-1] * getattr(result, "ndim", 1)
 
 
-def _load_and_run(path: pathlib.Path, facts: dict) -> dict:
-    """Load path with onnxruntime on the CPU, run it once on zeros, and measure the cost."""
+def _load_and_run(path: pathlib.Path, facts: dict, options: dict) -> dict:
+    """Load path with onnxruntime on the CPU, smoke-run it, and measure the cost."""
     from inference_farm.runtime.sessions import probe_model
 
     # onnxruntime sets up about 10 MB of process-wide state with the first session; a worker
@@ -279,30 +316,49 @@ def _load_and_run(path: pathlib.Path, facts: dict) -> dict:
     before, started = rss_bytes(), time.perf_counter()
     session = _cpu_session(path)
     load_time_ms = (time.perf_counter() - started) * 1000
+    release_freed_memory()
+    loaded = rss_bytes()
     inputs = [_describe(arg, facts["ranked"], "input") for arg in session.get_inputs()]
     outputs = [_describe(arg, facts["ranked"], "output") for arg in session.get_outputs()]
-    _run_once(session, inputs, outputs)
+    outcome = _smoke(session, inputs, options)
+    _fill_ranks(outputs, outcome.results)
     release_freed_memory()  # as the worker's cache does: count what the session holds
+    # A run that failed may leave garbage behind: then the figure is the load's alone.
+    after = rss_bytes() if outcome.ran else loaded
     signature = {"inputs": inputs, "outputs": outputs, **facts}
     del signature["ranked"]
     return {
         "signature": signature,
         "batchable": _batchable(inputs, outputs),
         "load_time_ms": load_time_ms,
-        "memory_bytes": max(0, rss_bytes() - before),
-        "size_bytes": path.stat().st_size,
+        "memory_bytes": max(0, after - before),
+        "size_bytes": _files_size(path, options),
+        "warnings": outcome.warnings,
     }
 
 
-def check(path: pathlib.Path) -> dict:
-    """The child's whole check of path in this process; raises _Rejected with a reason."""
+def _files_size(path: pathlib.Path, options: dict) -> int:
+    """The model file's size, or the unpacked archive's whole size."""
+    root = options.get("archive_root")
+    if not root:
+        return path.stat().st_size
+    return sum(item.stat().st_size for item in pathlib.Path(root).rglob("*") if item.is_file())
+
+
+def check(path: pathlib.Path, options: dict | None = None) -> dict:
+    """The child's whole check of path in this process; raises _Rejected with a reason.
+
+    options: budget_s (made-up inputs), warmup (a stored samples file), archive_root.
+    """
     import onnxruntime as ort
 
+    options = options or {}
     ort.set_default_logger_severity(ERROR)
-    model = _read_proto(path)
-    facts = _proto_facts(model)
+    root = options.get("archive_root")
+    model = _read_proto(path, pathlib.Path(root) if root else None)
+    facts, info = _proto_facts(model), _model_info(model)
     del model  # the parsed copy must not count towards the session's memory
-    return _load_and_run(path, facts)
+    return {**_load_and_run(path, facts, options), "model_info": info}
 
 
 def main(argv: list[str]) -> int:
@@ -310,7 +366,8 @@ def main(argv: list[str]) -> int:
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # a stray print from native code must not corrupt the JSON answer
     try:
-        answer = {"ok": True, **check(pathlib.Path(argv[0]))}
+        options = json.loads(argv[1]) if len(argv) > 1 else {}
+        answer = {"ok": True, **check(pathlib.Path(argv[0]), options)}
     except _Rejected as exc:
         answer = {"ok": False, "reason": str(exc)}
     except Exception as exc:
@@ -322,6 +379,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m inference_farm.runtime.inspect PATH")
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python -m inference_farm.runtime.inspect PATH [OPTIONS_JSON]")
     sys.exit(main(sys.argv[1:]))

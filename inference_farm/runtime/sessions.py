@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import pathlib
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -16,6 +17,15 @@ log = logging.getLogger(__name__)
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 WARNING = 2  # onnxruntime's severity levels: 0 verbose, 1 info, 2 warning, 3 error
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """What a session loads: the .onnx file, its size with any external data, its samples."""
+
+    path: pathlib.Path
+    size_bytes: int
+    warmup: dict[str, Any] | None = None
 
 
 def _cuda_index(device: str) -> int | None:
@@ -145,3 +155,13 @@ def make_session(path: pathlib.Path, device: str, intra_op_threads: int) -> Any:
         ) from exc
     _require_cuda(session, device)
     return session
+
+
+def warm(session: Any, samples: dict[str, Any] | None, what: str) -> None:
+    """Run the version's sample inputs once, so the first request does not pay for it."""
+    if not samples:
+        return
+    try:
+        session.run(None, samples)
+    except Exception as exc:  # validation ran them; a failure here is worth a line, no more
+        log.warning("warming %s with its samples failed: %s", what, exc)

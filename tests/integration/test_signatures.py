@@ -10,7 +10,7 @@ import onnx
 import pytest
 from flask.testing import FlaskClient
 
-from tests import onnx_models
+from tests import onnx_models, real_shapes
 from tests.integration.helpers import model_bytes, settled, upload
 
 ZOO = {
@@ -62,10 +62,10 @@ def test_every_model_of_the_zoo_gets_its_signature(
     "build, reason",
     [
         (onnx_models.unknown_op, "Frobnicate"),
-        (onnx_models.failing_run, "synthetic input failed"),
+        (real_shapes.fixed_shape_broken, "its own declared input shapes failed"),
         (onnx_models.sequence_input, "only tensor inputs are supported"),
     ],
-    ids=["unknown-op", "failing-run", "sequence-input"],
+    ids=["unknown-op", "fixed-shape-broken", "sequence-input"],
 )
 def test_models_onnxruntime_cannot_serve_end_failed(
     api: FlaskClient, worker: subprocess.Popen, build: Callable[[], onnx.ModelProto], reason: str

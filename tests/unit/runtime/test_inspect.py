@@ -17,7 +17,7 @@ from onnx.external_data_helper import set_external_data
 from inference_farm.errors import InvalidInput, ModelRejected
 from inference_farm.runtime import inspect
 from inference_farm.runtime.inspect import inspect_model, ort_message
-from tests import onnx_models
+from tests import onnx_models, real_shapes
 from tests.onnx_models import save
 
 TIMEOUT = 60.0
@@ -102,7 +102,11 @@ def test_signature(tmp_path: Path, builder: str) -> None:
     assert result["size_bytes"] == path.stat().st_size
     assert result["load_time_ms"] > 0
     assert result["memory_bytes"] >= 0
-    assert set(result) == {"signature", "batchable", "load_time_ms", "memory_bytes", "size_bytes"}
+    assert result["warnings"] == []
+    assert set(result) == {
+        "signature", "batchable", "load_time_ms", "memory_bytes", "size_bytes", "warnings",
+        "model_info",
+    }  # fmt: skip
 
 
 def test_opset_and_producer(tmp_path: Path) -> None:
@@ -201,7 +205,8 @@ def test_opset_too_new(tmp_path: Path) -> None:
 def test_external_data(tmp_path: Path) -> None:
     reason = rejection(onnx_models.external_data(tmp_path))
     assert reason == (
-        "model references external data file 'w.bin'; upload a single self-contained .onnx file"
+        "model references external data file 'w.bin'; a model with external data must be "
+        "uploaded as one archive (.zip or .tar[.gz]) holding the .onnx file and its data files"
     )
 
 
@@ -298,15 +303,58 @@ def test_bfloat16_input(tmp_path: Path) -> None:
     assert reason == "input 'x' has type tensor(bfloat16), which the farm cannot serve"
 
 
-def test_failing_run(tmp_path: Path) -> None:
-    reason = rejection(save(onnx_models.failing_run(), tmp_path / "m.onnx"))
-    assert reason.startswith("running the model on synthetic input failed: ")
-    assert "indices element out of data bounds" in reason
+def test_a_fixed_shape_model_that_fails_on_its_own_shapes_is_refused(tmp_path: Path) -> None:
+    reason = rejection(save(real_shapes.fixed_shape_broken(), tmp_path / "m.onnx"))
+    assert reason.startswith("running the model on its own declared input shapes failed: ")
+    assert "reshape" in reason
+
+
+def test_sizes_past_one_are_tried_for_free_dims(tmp_path: Path) -> None:
+    # A Gather of row 5 fails on batches under 6; the probe finds a batch that runs.
+    result = inspect_model(save(onnx_models.failing_run(), tmp_path / "m.onnx"), TIMEOUT)
+    assert result["warnings"] == []
+    assert result["signature"]["inputs"][0]["shape"] == [-1, 2]
+
+
+@pytest.mark.parametrize("builder", ["reflect_pad_audio", "stride32_detector"])
+def test_models_that_refuse_size_one_are_served(tmp_path: Path, builder: str) -> None:
+    result = inspect_model(save(real_shapes.BUILDERS[builder](), tmp_path / "m.onnx"), TIMEOUT)
+    assert result["warnings"] == []
+
+
+def test_a_model_no_made_up_input_runs_is_served_with_a_warning(tmp_path: Path) -> None:
+    # Gather of row 5000 of a free dim: no trial is that long, yet real inputs could be.
+    index = numpy_helper.from_array(np.array([5000], np.int64), "index")
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["x", "index"], ["y"], axis=1)],
+        "long_only",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "T"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+        initializer=[index],
+    )
+    result = inspect_model(save(onnx_models.model_of(graph), tmp_path / "m.onnx"), TIMEOUT)
+    (warning,) = result["warnings"]
+    assert warning.startswith("no smoke run succeeded: ")
+    assert "x [1, 1]: " in warning and "indices element out of data bounds" in warning
+    assert "multipart field warmup" in warning
+    assert result["memory_bytes"] >= 0
+
+
+def test_model_info_is_what_the_file_says(tmp_path: Path) -> None:
+    model = onnx_models.tiny_mlp()
+    model.producer_name, model.producer_version = "exporter", "2.1"
+    model.doc_string = "d" * 10_000
+    onnx.helper.set_model_props(model, {"author": "team", "labels": "cat,dog"})
+    info = inspect_model(save(model, tmp_path / "m.onnx"), TIMEOUT)["model_info"]
+    assert info["producer_name"] == "exporter" and info["producer_version"] == "2.1"
+    assert info["opset_imports"] == {"ai.onnx": 17}
+    assert info["metadata_props"] == {"author": "team", "labels": "cat,dog"}
+    assert len(info["doc_string"]) == inspect.MAX_DOC and info["doc_string"].endswith("…")
 
 
 def fake_child(monkeypatch: pytest.MonkeyPatch, code: str) -> None:
     """Make inspect_model run python -c code instead of the real check."""
-    monkeypatch.setattr(inspect, "child_command", lambda path: [sys.executable, "-c", code])
+    monkeypatch.setattr(inspect, "child_command", lambda *_args: [sys.executable, "-c", code])
 
 
 def test_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
