@@ -55,23 +55,34 @@ def echo_json(value: Any) -> None:
 @click.option("--name", required=True, help="Model name.")
 @click.option("--version", help="Semantic version; default: next patch.")
 @click.option("--description", default="", help="What this version is.")
+@click.option(
+    "--warmup",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Sample inputs (.npz, or an OIP JSON request): checked, and run before serving.",
+)
+@click.option("--model-file", help="The .onnx member of an archive that holds several.")
 @click.option("--wait", is_flag=True, help="Wait until validation ends; fail if it fails.")
 @click.option("--json", "as_json", is_flag=True, help="Print the version record as JSON.")
 @click.pass_context
 def models_upload(
     ctx: click.Context, file: Path, name: str, version: str | None, description: str,
-    wait: bool, as_json: bool,
+    warmup: Path | None, model_file: str | None, wait: bool, as_json: bool,
 ) -> None:  # fmt: skip
-    """Upload FILE (.onnx) as a new version of model NAME."""
+    """Upload FILE (.onnx, or a .zip / .tar[.gz] of one with its data) as a version of NAME."""
     client = _client(ctx)
     with click.progressbar(length=file.stat().st_size, label="uploading", file=sys.stderr) as bar:
-        record = client.models.upload(file, name, version, description, progress=bar.update)
+        record = client.models.upload(
+            file, name, version, description, progress=bar.update, warmup=warmup,
+            model_file=model_file,
+        )  # fmt: skip
     if wait:
         record = _wait_with_spinner(client, name, record["version"])
     if as_json:
         echo_json(record)
     else:
         click.echo(f"{record['model']} {record['version']}: {record['status']}")
+        for warning in record.get("warnings") or []:
+            click.echo(f"warning: {warning}", err=True)
     if record["status"] == "failed":
         raise click.ClickException(f"validation failed: {record['error']}")
 

@@ -97,12 +97,22 @@ class Models:
 
     def upload(
         self, path: str | Path, name: str, version: str | None = None, description: str = "",
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], None] | None = None, *, warmup: str | Path | None = None,
+        model_file: str | None = None,
     ) -> dict[str, Any]:  # fmt: skip
-        """Upload an .onnx file as a new version; progress(n) is called per chunk sent."""
+        """Upload an .onnx file (or a .zip / .tar[.gz] of one with its external data) as a
+        new version; warmup: sample inputs (.npz, or an OIP JSON request) it is checked and
+        warmed with; model_file: the .onnx member of an archive holding several;
+        progress(n) is called per chunk sent."""
         form = {"description": description, **({"version": version} if version else {})}
+        if model_file:
+            form["model_file"] = model_file
         with open(path, "rb") as handle:
-            files = {"file": (Path(path).name, tensors.ProgressReader(handle, progress))}
+            files: dict[str, Any] = {
+                "file": (Path(path).name, tensors.ProgressReader(handle, progress))
+            }
+            if warmup is not None:
+                files["warmup"] = (Path(warmup).name, Path(warmup).read_bytes())
             return self._client.request(
                 "POST", f"/v1/models/{name}/versions", data=form, files=files, timeout=None,
                 retry=False,

@@ -19,7 +19,7 @@ from inference_farm.runtime.codec import InferRequest, InputTensor, parse_reques
 from inference_farm.runtime.packing import datatype_of, pack, unpack
 
 Samples = dict[str, np.ndarray]
-ZIP_MAGIC = b"PK\x03\x04"
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, and an empty one
 MAX_INPUTS = 1024
 HELP = (
     "expected an .npz file (numpy.savez, one array per input name) or an Open Inference "

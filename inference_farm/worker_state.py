@@ -70,7 +70,7 @@ class WorkerState:
 
         def loader(files: Any) -> Any:
             session = make_session(files.path, s.worker_device, s.intra_op_threads)
-            warm(session, files.warmup, str(files.path.name))
+            warm(session, files.warmup, files.label)
             return session
 
         cache = SessionCache(loader, s.cache_max_models, s.cache_max_bytes, s.cache_idle_seconds)
@@ -125,15 +125,13 @@ class WorkerState:
         key = (name, found.version)
         return found, self.cache.get(key, lambda: self.model_files(found))
 
-    def model_files(self, found: Any, with_samples: bool = True) -> Any:
-        """The files a session of version found (a Served or ModelVersion) loads from."""
+    def model_files(self, found: Served) -> Any:
+        """The files a session of version found loads from, with its warmup samples."""
         from inference_farm.runtime.sessions import ModelFiles
 
         path, size = self.model_path(found)
-        warmup = None
-        if with_samples and found.warmup_sha256:
-            warmup = self._samples(found.warmup_sha256)
-        return ModelFiles(path, size, warmup)
+        warmup = self._samples(found.warmup_sha256) if found.warmup_sha256 else None
+        return ModelFiles(path, size, warmup, f"{found.name} {found.version}")
 
     def model_path(self, found: Any) -> tuple[Path, int]:
         """The local .onnx file of version found, unpacking its archive if need be, and the

@@ -275,7 +275,8 @@ def _smoke(session: Any, inputs: list[dict], options: dict) -> smoke.Outcome:
         return smoke.Outcome(results=run(feeds), tries=1)
     except Exception as exc:
         raise _Rejected(
-            f"running the model on its own declared input shapes failed: {ort_message(exc)}"
+            f"running the model on its own declared input shapes failed: {ort_message(exc)}; "
+            "if it needs real values, upload sample inputs with it (multipart field warmup)"
         ) from None
 
 

@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import pathlib
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -26,6 +27,7 @@ class ModelFiles:
     path: pathlib.Path
     size_bytes: int
     warmup: dict[str, Any] | None = None
+    label: str = ""  # the model and version, for logs
 
 
 def _cuda_index(device: str) -> int | None:
@@ -161,7 +163,10 @@ def warm(session: Any, samples: dict[str, Any] | None, what: str) -> None:
     """Run the version's sample inputs once, so the first request does not pay for it."""
     if not samples:
         return
+    started = time.perf_counter()
     try:
         session.run(None, samples)
     except Exception as exc:  # validation ran them; a failure here is worth a line, no more
         log.warning("warming %s with its samples failed: %s", what, exc)
+        return
+    log.info("warmed %s with its samples in %.0f ms", what, (time.perf_counter() - started) * 1000)

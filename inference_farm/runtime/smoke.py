@@ -113,7 +113,8 @@ def _no_run_warning(outcome: Outcome) -> str:
     first = outcome.errors[0] if outcome.errors else "no input fits within the limits"
     last = f"; the last ({outcome.errors[-1]})" if len(outcome.errors) > 1 else ""
     return (
-        f"no smoke run succeeded: {outcome.tries} made-up inputs failed, the first "
+        f"no smoke run succeeded: {outcome.tries} made-up "
+        f"input{'s' if outcome.tries != 1 else ''} failed, the first "
         f"({first}){last}. The version is served; upload sample inputs with it "
         "(multipart field warmup) to have them checked and run before it serves"
     )

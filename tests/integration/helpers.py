@@ -100,3 +100,33 @@ class Bearer:
 
     def __call__(self, request: Any) -> None:
         request.headers["Authorization"] = f"Bearer {self.key}"
+
+
+def post_version(
+    url: str, key: str, name: str, content: bytes, filename: str = "model.onnx",
+    warmup: tuple[str, bytes] | None = None, **form: str,
+) -> Any:  # fmt: skip
+    """POST a model file (and warmup samples) to a real API as multipart; the response."""
+    import httpx
+
+    files = {"file": (filename, content)}
+    if warmup is not None:
+        files["warmup"] = warmup
+    headers = {"Authorization": f"Bearer {key}"}
+    path = f"{url}/v1/models/{name}/versions"
+    return httpx.post(path, files=files, data=form, headers=headers, timeout=60)
+
+
+def settled_http(url: str, key: str, name: str, version: str) -> dict:
+    """The version record, read from a real API, once it is no longer pending."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}"}
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        response = httpx.get(f"{url}/v1/models/{name}/versions/{version}", headers=headers)
+        record = response.json()
+        if record.get("status") != "pending":
+            return record
+        time.sleep(0.1)
+    raise AssertionError(f"{name} {version} still pending after {WAIT_S}s")
