@@ -7,13 +7,18 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import redis
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
+from inference_farm import heartbeat, queue_sync
+from inference_farm.celery_app import create_celery
+from inference_farm.registry import Database, catalog
+from inference_farm.settings import Settings
 from tests import onnx_models
-from tests.integration.conftest import running_api
+from tests.integration.conftest import running_api, start_worker
 from tests.integration.helpers import Bearer
-from tests.services import wait_for
+from tests.services import kill_group, wait_for
 
 MODELS = 30
 
@@ -53,3 +58,29 @@ def test_every_model_serves_the_moment_it_is_ready(
             except InferenceServerException as exc:
                 refused.append(f"{name}: {exc}")
         assert (answered, refused) == (MODELS, [])
+
+
+def test_validation_has_an_all_models_worker_take_a_queue_it_missed(
+    farm_env: dict[str, str], farm_settings: Settings, tmp_path: Path
+) -> None:
+    client = redis.Redis.from_url(farm_env["INFERENCE_FARM_BROKER_URL"])
+    celery = create_celery(farm_settings)
+    database = Database(farm_env["INFERENCE_FARM_DATABASE_URL"])
+    try:
+        assert queue_sync.wait_served(celery, client, "quiet", timeout=5) is False  # no worker
+        # A resync this slow never runs during the test: only the validation's request can.
+        env = {**farm_env, "INFERENCE_FARM_WORKER_RESYNC_SECONDS": "600"}
+        process = start_worker(env, tmp_path / "worker.log")
+        try:
+            assert wait_for(lambda: heartbeat.serving(client, "farm.control"), 60)
+            catalog.ensure_model(database.session(), "quiet")  # never announced to the worker
+            assert not heartbeat.serving(client, "farm.model.quiet")
+            assert queue_sync.wait_served(celery, client, "quiet", timeout=10) is True
+            assert heartbeat.serving(client, "farm.model.quiet")
+        finally:
+            kill_group(process)
+    finally:
+        database.remove()
+        database.engine.dispose()
+        celery.close()
+        client.close()
