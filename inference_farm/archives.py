@@ -8,12 +8,14 @@ listed (at upload) and unpacked (on a worker) by the same checks.
 
 from __future__ import annotations
 
+import lzma
 import os
 import shutil
 import stat
 import tarfile
 import uuid
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +30,11 @@ MAX_NAME = 1024
 RATIO_FLOOR = 1 << 20  # members smaller than this unpacked are never too compressed
 CHUNK = 1 << 20
 _FORBIDDEN = set("\\\x00") | {chr(code) for code in range(32)} | {chr(127)}
+# What reading a damaged or unusual archive raises (encrypted zip members: RuntimeError).
+READ_ERRORS = (
+    zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, EOFError, OSError,
+    NotImplementedError, RuntimeError, ValueError, zlib.error, lzma.LZMAError,
+)  # fmt: skip
 
 
 class UnsafeMember(ModelRejected):
@@ -134,7 +141,7 @@ def _raw_entries(path: Path, fmt: str, limits: Limits) -> Iterator[tuple[Member,
             with tarfile.open(path, "r:*") as archive:
                 for info in archive:
                     yield _tar_member(info), (archive, info)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+    except READ_ERRORS as exc:
         raise InvalidInput(f"the {fmt} archive cannot be read: {exc}") from None
 
 
@@ -205,16 +212,26 @@ def _write(root: Path, member: Member, handle: Any) -> None:
 @contextmanager
 def _source(handle: Any) -> Iterator[IO[bytes]]:
     archive, info = handle
-    source = archive.open(info) if isinstance(archive, zipfile.ZipFile) else None
-    if source is None:
-        source = archive.extractfile(info)
+    try:
+        source = archive.open(info) if isinstance(archive, zipfile.ZipFile) else None
+        if source is None:
+            source = archive.extractfile(info)
+    except READ_ERRORS as exc:
+        raise InvalidInput(f"archive member {info.filename!r} cannot be read: {exc}") from None
     with source:
         yield source
 
 
+def _read(source: IO[bytes], member: Member) -> bytes:
+    try:
+        return source.read(CHUNK)
+    except READ_ERRORS as exc:
+        raise InvalidInput(f"archive member {member.name!r} cannot be read: {exc}") from None
+
+
 def _copy(source: IO[bytes], out: IO[bytes], member: Member) -> None:
     written = 0
-    while chunk := source.read(CHUNK):
+    while chunk := _read(source, member):
         written += len(chunk)
         if written > member.size:  # never more than the header declared
             raise UnsafeMember(f"archive member {member.name!r} is larger than it says")

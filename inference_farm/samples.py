@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from typing import Any
 
 import msgpack
@@ -56,14 +57,25 @@ def _from_npz(content: bytes, max_elements: int) -> Samples:
             )
         with np.load(io.BytesIO(content), allow_pickle=False) as npz:
             samples = {name: npz[name] for name in npz.files}
-    except ValueError as exc:  # object arrays need pickle, which is refused
-        raise InvalidInput(
+    except ValueError as exc:
+        if "pickle" not in str(exc):
+            raise InvalidInput(f"the warmup .npz is not readable: {exc}") from None
+        raise InvalidInput(  # object arrays need pickle, which is refused
             f"the warmup .npz cannot be read without pickle ({exc}); send BYTES samples "
             "as an Open Inference Protocol JSON request"
         ) from None
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (
+        zipfile.BadZipFile,
+        OSError,
+        EOFError,
+        NotImplementedError,
+        RuntimeError,
+        zlib.error,
+    ) as exc:
         raise InvalidInput(f"the warmup .npz is not readable: {exc}") from None
     for name, array in samples.items():
+        if not isinstance(array, np.ndarray):  # numpy hands back a member that is not .npy
+            raise InvalidInput(f"the warmup .npz member {name!r} is not a numpy array (.npy)")
         try:
             datatype_of(array)
         except Exception:

@@ -187,9 +187,8 @@ def _read_proto(path: pathlib.Path, archive_root: pathlib.Path | None) -> Any:
 def _proto_facts(model: Any) -> dict:
     """Opsets, producer and which graph inputs and outputs declare a shape (a known rank)."""
     values = list(model.graph.input) + list(model.graph.output)
-    opsets = {entry.domain or "ai.onnx": entry.version for entry in model.opset_import}
     return {
-        "opset": opsets,
+        "opset": {entry.domain or "ai.onnx": entry.version for entry in model.opset_import},
         "producer": " ".join(filter(None, [model.producer_name, model.producer_version])),
         "ranked": {value.name for value in values if value.type.tensor_type.HasField("shape")},
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -74,6 +75,14 @@ def test_the_stored_form_round_trips_every_datatype() -> None:
 def test_malformed_warmup_files_are_400(content: bytes, says: str) -> None:
     with pytest.raises(InvalidInput, match=says):
         samples.parse(content, 1000)
+
+
+def test_zip_members_that_are_not_arrays_are_refused() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("x.npy", b"not an array")
+    with pytest.raises(InvalidInput, match=r"member 'x' is not a numpy array"):
+        samples.parse(buffer.getvalue(), 1000)
 
 
 def test_object_arrays_need_pickle_and_are_refused() -> None:
