@@ -65,12 +65,15 @@ def upload(
         model = catalog.find_model(session, name)
         if model and any(v.version == version for v in model.versions):
             raise Conflict(f"version {version} of model {name!r} already exists")
-    warmup = _store_warmup(store, options)
+    encoded = _warmup(options)  # 400 before anything is stored
     with store.stage(stream, options.max_bytes) as staged:
         fields, unsafe = _model_fields(staged, options)
+        warmup = None
         if unsafe is None:
             artifact = store.commit(staged, fields["artifact_format"])
             fields["artifact_uri"] = artifact.uri
+            if encoded is not None:
+                warmup = store.put_stream(io.BytesIO(encoded), len(encoded), "warmup").sha256
     model = catalog.ensure_model(session, name)
     fields.update(warmup_sha256=warmup, description=options.description)
     if unsafe is not None:
@@ -86,12 +89,11 @@ def upload(
     return record
 
 
-def _store_warmup(store: ArtifactStore, options: UploadOptions) -> str | None:
-    """The digest of the upload's warmup samples, stored in canonical form; 400 if malformed."""
+def _warmup(options: UploadOptions) -> bytes | None:
+    """The upload's warmup samples in their stored form; 400 if malformed."""
     if options.warmup is None:
         return None
-    encoded = samples.encode(samples.parse(options.warmup, options.max_elements))
-    return store.put_stream(io.BytesIO(encoded), len(encoded), kind="warmup").sha256
+    return samples.encode(samples.parse(options.warmup, options.max_elements))
 
 
 def _model_fields(staged: Staged, options: UploadOptions) -> tuple[dict[str, Any], str | None]:

@@ -135,3 +135,20 @@ def test_an_archive_over_the_limits_is_413_saying_which(
     response = post_version(api_url, admin_key, "bomb", bomb.read_bytes(), "bomb.zip")
     assert response.status_code == 413
     assert "max_archive_ratio" in response.json()["error"]
+
+
+def test_a_refused_upload_stores_nothing(
+    api_url: str, admin_key: str, farm_env: dict[str, str], tmp_path: Path
+) -> None:
+    import io
+
+    sample = io.BytesIO()
+    np.savez(sample, x=np.ones((1, 256), np.float32))
+    none = zip_archive(tmp_path / "none.zip", {"weights.bin": WEIGHTS})
+    response = post_version(
+        api_url, admin_key, "empty", none.read_bytes(), "none.zip",
+        warmup=("s.npz", sample.getvalue()),
+    )  # fmt: skip
+    assert response.status_code == 400
+    store = Path(farm_env["INFERENCE_FARM_DATA_DIR"]) / "artifacts"
+    assert not [path for path in store.rglob("*") if path.is_file()]
