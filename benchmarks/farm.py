@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.load import Target
+from inference_farm.cli.embedded_redis import free_port, redis_binary, redis_command, wait_for_redis
+from inference_farm.cli.supervisor import Supervisor
+from inference_farm.cli.up import wait_ready
 from inference_farm.client import Client, NotFound
-from inference_farm.embedded_redis import free_port, redis_binary, redis_command, wait_for_redis
 from inference_farm.settings import PREFIX
-from inference_farm.supervisor import Supervisor
-from inference_farm.up import wait_ready
 
 LABEL = "inference-farm"
 # Defaults of the private farm; the environment and then --set override them.

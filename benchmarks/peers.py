@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 
 from benchmarks.load import Target
-from inference_farm.embedded_redis import free_port
-from inference_farm.supervisor import Supervisor
+from inference_farm.cli.embedded_redis import free_port
+from inference_farm.cli.supervisor import Supervisor
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

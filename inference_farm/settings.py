@@ -237,7 +237,7 @@ class Settings(BaseModel):
     @property
     def archive_limits(self) -> Any:
         """How large an uploaded archive may unpack (archives.Limits)."""
-        from inference_farm.archives import Limits
+        from inference_farm.storage.archives import Limits
 
         return Limits(self.max_upload_bytes, self.max_archive_ratio)
 

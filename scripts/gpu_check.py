@@ -29,9 +29,9 @@ from onnx import TensorProto, helper, numpy_helper
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inference_farm.errors import FarmError
+from inference_farm.protocol.packing import datatype_of, for_onnxruntime, pack, pack_outputs, unpack
 from inference_farm.runtime.cache import SessionCache
 from inference_farm.runtime.memory import rss_bytes
-from inference_farm.runtime.packing import datatype_of, for_onnxruntime, pack, pack_outputs, unpack
 from inference_farm.runtime.sessions import CUDA, check_device, make_session
 
 MIB = 2**20

@@ -8,11 +8,11 @@ from celery import Celery
 from flask import Flask, Response, current_app, request
 
 from inference_farm import __version__
+from inference_farm.api.coalescer import Coalescer
 from inference_farm.api.errors import FarmApi, register_error_handlers
-from inference_farm.celery_app import create_celery
-from inference_farm.coalescer import Coalescer
-from inference_farm.queues import QueueWatch
-from inference_farm.ratelimit import Limiter
+from inference_farm.api.ratelimit import Limiter
+from inference_farm.broker.app import create_celery
+from inference_farm.broker.queues import QueueWatch
 from inference_farm.registry import Database
 from inference_farm.registry.cached import RegistryCache
 from inference_farm.settings import Settings, get_settings
@@ -73,8 +73,9 @@ def _forget_registry_reads(response: Response) -> Response:
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the API for settings (default: the process settings)."""
-    from inference_farm.api import infer, jobs, keys, metrics, models, repository, server, workers
+    from inference_farm.api import metrics
     from inference_farm.api.auth import authenticate
+    from inference_farm.api.routes import infer, jobs, keys, models, repository, server, workers
 
     settings = settings or get_settings()
     app = Flask("inference_farm", static_folder=None)

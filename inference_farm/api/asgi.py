@@ -21,15 +21,15 @@ import orjson
 from a2wsgi import WSGIMiddleware
 from flask import Flask
 
-from inference_farm import dataplane, metrics, request_ids
-from inference_farm.api import Farm, create_app
-from inference_farm.api import infer as oip
+from inference_farm.api import Farm, create_app, dataplane
 from inference_farm.api.auth import bearer, key_for, quick_key
 from inference_farm.api.errors import INTERNAL, error_headers, log_farm_error
 from inference_farm.api.metrics import UNLABELLED
+from inference_farm.api.routes import infer as oip
 from inference_farm.errors import FarmError, PayloadTooLarge
-from inference_farm.request_ids import trace_fields
 from inference_farm.settings import Settings, get_settings
+from inference_farm.telemetry import metrics, request_ids
+from inference_farm.telemetry.request_ids import trace_fields
 
 log = logging.getLogger(__name__)
 # Flask's <name> matches one path segment; these are its rules, used as metric labels.

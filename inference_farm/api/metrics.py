@@ -10,13 +10,13 @@ from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily
 
-from inference_farm import metrics, request_ids
 from inference_farm.api import farm
 from inference_farm.api.auth import scope
-from inference_farm.celery_app import CONTROL_QUEUE, model_queue
+from inference_farm.broker.app import CONTROL_QUEUE, model_queue
 from inference_farm.registry import catalog
 from inference_farm.registry.jobs import count_by_status
 from inference_farm.settings import Settings
+from inference_farm.telemetry import metrics, request_ids
 
 log = logging.getLogger(__name__)
 # Answers that may name a model the caller cannot see, or one that does not exist: their

@@ -12,8 +12,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any
 
-from inference_farm import worker_metrics
 from inference_farm.runtime.memory import release_freed_memory, rss_bytes
+from inference_farm.worker import metrics as worker_metrics
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import inference_farm
 from inference_farm.errors import ModelRejected
+from inference_farm.protocol.datatypes import NUMPY_FROM_OIP, OIP_FROM_ORT, kind_of
 from inference_farm.runtime import smoke
-from inference_farm.runtime.datatypes import NUMPY_FROM_OIP, OIP_FROM_ORT, kind_of
 from inference_farm.runtime.memory import release_freed_memory, rss_bytes
 
 log = logging.getLogger(__name__)
@@ -281,8 +281,8 @@ def _smoke(session: Any, inputs: list[dict], options: dict) -> smoke.Outcome:
 
 def _run_samples(run: Any, inputs: list[dict], path: pathlib.Path) -> smoke.Outcome:
     """Check the warmup samples against the inputs and run them once."""
-    from inference_farm import samples
     from inference_farm.errors import InvalidInput
+    from inference_farm.protocol import samples
 
     try:
         found = samples.decode(path.read_bytes())

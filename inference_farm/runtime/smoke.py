@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from inference_farm.runtime.datatypes import NUMPY_FROM_OIP
+from inference_farm.protocol.datatypes import NUMPY_FROM_OIP
 
 # Sizes tried for every free dim after 1: small ones first, then multiples of 8 and 32.
 TRIAL_SIZES = (2, 8, 16, 32, 64, 128, 256, 512, 1024)

@@ -16,7 +16,7 @@ import tritonclient.http as triton
 from flask.testing import FlaskClient
 
 from inference_farm.api import create_app
-from inference_farm.embedded_redis import free_port
+from inference_farm.cli.embedded_redis import free_port
 from inference_farm.registry import Base, Database
 from inference_farm.registry.migrate import upgrade
 from inference_farm.settings import Settings, load_settings

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from inference_farm.client import Client, InvalidInput, NotFound, Unauthorized
-from inference_farm.client_tensors import DTYPES
+from inference_farm.client.tensors import DTYPES
 from tests import onnx_models
 
 X = np.arange(12, dtype=np.float32).reshape(3, 4) / 10

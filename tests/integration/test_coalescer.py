@@ -11,13 +11,13 @@ import msgpack
 import numpy as np
 import redis
 
-from inference_farm import dataplane
-from inference_farm.celery_app import create_celery, model_queue
-from inference_farm.coalescer import Coalescer
+from inference_farm.api import dataplane
+from inference_farm.api.coalescer import Coalescer
+from inference_farm.broker.app import create_celery, model_queue
+from inference_farm.broker.queues import QueueWatch
 from inference_farm.errors import DeadlineExceeded
-from inference_farm.queues import QueueWatch
-from inference_farm.runtime.codec import parse_request
-from inference_farm.runtime.packing import unpack
+from inference_farm.protocol.codec import parse_request
+from inference_farm.protocol.packing import unpack
 from inference_farm.settings import Settings
 
 QUEUE = model_queue("m")

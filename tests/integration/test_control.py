@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from inference_farm import control
-from inference_farm.celery_app import create_celery
+from inference_farm.broker import control
+from inference_farm.broker.app import create_celery
 from inference_farm.settings import Settings
 
 

@@ -15,7 +15,7 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from inference_farm import heartbeat
+from inference_farm.broker import heartbeat
 from inference_farm.settings import load_settings
 from tests import onnx_models
 from tests.integration.conftest import start_worker

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from flask.testing import FlaskClient
 
-from inference_farm.embedded_redis import free_port
+from inference_farm.cli.embedded_redis import free_port
 from tests import onnx_models
 from tests.conftest import CLOSED_REDIS
 from tests.integration.helpers import model_bytes, settled, upload

@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from inference_farm import heartbeat
+from inference_farm.broker import heartbeat
 from tests.conftest import CLOSED_REDIS
 
 

@@ -11,7 +11,7 @@ import pytest
 import tritonclient.http as triton
 from flask.testing import FlaskClient
 
-from inference_farm.celery_app import create_celery
+from inference_farm.broker.app import create_celery
 from inference_farm.settings import Settings
 from tests import onnx_models
 from tests.integration.helpers import client_for, model_bytes, settled, upload

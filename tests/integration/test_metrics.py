@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from inference_farm.api import create_app
-from inference_farm.embedded_redis import free_port
+from inference_farm.cli.embedded_redis import free_port
 from inference_farm.settings import Settings, load_settings
 from tests import onnx_models
 from tests.integration.conftest import start_worker

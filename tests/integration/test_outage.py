@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from inference_farm.embedded_redis import free_port, redis_binary, redis_command, wait_for_redis
+from inference_farm.cli.embedded_redis import free_port, redis_binary, redis_command, wait_for_redis
 from inference_farm.settings import load_settings
 from tests import onnx_models
 from tests.integration.conftest import start_worker

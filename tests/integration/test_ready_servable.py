@@ -11,10 +11,11 @@ import redis
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from inference_farm import heartbeat, queue_sync
-from inference_farm.celery_app import create_celery
+from inference_farm.broker import heartbeat
+from inference_farm.broker.app import create_celery
 from inference_farm.registry import Database, catalog
 from inference_farm.settings import Settings
+from inference_farm.worker import resync as queue_sync
 from tests import onnx_models
 from tests.integration.conftest import running_api, start_worker
 from tests.integration.helpers import Bearer

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import redis
 
+from inference_farm.broker.replies import POLL_S, REPLY_TTL_S, Inbox, send_reply
 from inference_farm.errors import DeadlineExceeded
-from inference_farm.replies import POLL_S, REPLY_TTL_S, Inbox, send_reply
 from tests.conftest import CLOSED_REDIS
 
 WAIT_S = 10
@@ -117,7 +117,7 @@ def test_a_broker_that_is_down_is_reported_once(caplog: pytest.LogCaptureFixture
         await asyncio.sleep(3 * POLL_S)  # several more failed reads
         assert isinstance(late.error, DeadlineExceeded)
 
-    with caplog.at_level(logging.INFO, logger="inference_farm.replies"):
+    with caplog.at_level(logging.INFO, logger="inference_farm.broker.replies"):
         asyncio.run(scenario())
     warnings = [r for r in caplog.records if "could not read replies" in r.getMessage()]
     assert len(warnings) == 1

@@ -7,8 +7,8 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from inference_farm import control
-from inference_farm.celery_app import create_celery
+from inference_farm.broker import control
+from inference_farm.broker.app import create_celery
 from inference_farm.settings import Settings
 from tests import onnx_models
 from tests.integration.helpers import model_bytes, settled, upload

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from inference_farm.embedded_redis import free_port
+from inference_farm.cli.embedded_redis import free_port
 from tests.services import stop_group, wait_for
 
 

@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from inference_farm.embedded_redis import free_port
+from inference_farm.cli.embedded_redis import free_port
 from inference_farm.registry import Database
 from inference_farm.registry.keys import verify_key
 from tests.services import wait_for

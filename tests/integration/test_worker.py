@@ -7,7 +7,7 @@ import subprocess
 from celery.result import AsyncResult
 from kombu import Connection
 
-from inference_farm.celery_app import CONTROL_QUEUE, create_celery
+from inference_farm.broker.app import CONTROL_QUEUE, create_celery
 from inference_farm.settings import Settings
 from tests.services import wait_for
 

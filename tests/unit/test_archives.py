@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from inference_farm import archives
-from inference_farm.archives import Limits, UnsafeMember
 from inference_farm.errors import InvalidInput, PayloadTooLarge
+from inference_farm.storage import archives
+from inference_farm.storage.archives import Limits, UnsafeMember
 from tests.real_shapes import tar_archive, zip_archive
 
 LIMITS = Limits(max_bytes=10 * 2**20, max_ratio=100)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from inference_farm import client as farm_client
+from inference_farm.cli.embedded_redis import free_port
 from inference_farm.client import (
     Client,
     FarmClientError,
@@ -27,9 +28,8 @@ from inference_farm.client import (
     Unavailable,
     error_for,
 )
-from inference_farm.embedded_redis import free_port
-from inference_farm.runtime.codec import build_response, parse_request
-from inference_farm.runtime.packing import pack
+from inference_farm.protocol.codec import build_response, parse_request
+from inference_farm.protocol.packing import pack
 
 
 @dataclass

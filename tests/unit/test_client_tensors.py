@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference_farm.client_tensors import (
+from inference_farm.client.tensors import (
     DTYPES,
     datatype_of,
     decode_outputs,
@@ -20,8 +20,8 @@ from inference_farm.client_tensors import (
     read_input,
     write_npz,
 )
-from inference_farm.runtime.codec import RequestedOutput, build_response, parse_request
-from inference_farm.runtime.packing import pack
+from inference_farm.protocol.codec import RequestedOutput, build_response, parse_request
+from inference_farm.protocol.packing import pack
 
 DATATYPES = list(DTYPES)
 TEXT = [b"", b"plain", "h\u00e9llo \u2603".encode(), b"x" * 300]

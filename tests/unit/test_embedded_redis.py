@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from inference_farm.embedded_redis import free_port, redis_binary, redis_command
+from inference_farm.cli.embedded_redis import free_port, redis_binary, redis_command
 from inference_farm.errors import Unavailable
 
 

@@ -8,10 +8,11 @@ import logging
 import pytest
 from prometheus_client import REGISTRY
 
-from inference_farm import request_ids, worker_metrics
 from inference_farm.errors import SettingsError
-from inference_farm.logs import FIELDS, JsonFormatter, TextFormatter
 from inference_farm.settings import load_settings
+from inference_farm.telemetry import request_ids
+from inference_farm.telemetry.logs import FIELDS, JsonFormatter, TextFormatter
+from inference_farm.worker import metrics as worker_metrics
 
 
 @pytest.mark.parametrize("incoming", ["req-1", "a.b:c_d", "x" * 64])
@@ -69,7 +70,7 @@ def test_report_job_counts_and_logs_one_line(caplog: pytest.LogCaptureFixture) -
     payload = {"model": "unit-m", "version": "2.0.0", "enqueued_at": 100.0, "request_id": "r-7"}
     ok = {"ok": True, "model_version": "2.0.0", "compute_ms": 4.0, "decode_ms": 1.0,
           "encode_ms": 1.0, "batch_size": 3}  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="inference_farm.worker_metrics"):
+    with caplog.at_level(logging.INFO, logger="inference_farm.worker.metrics"):
         worker_metrics.report_job("cpu", payload, "t-1", ok, received_at=100.25)
         worker_metrics.report_job("cpu", payload, "t-2", {"ok": False, "expired": True,
                                                           "error": "late"}, 101.0)  # fmt: skip
@@ -92,7 +93,7 @@ def test_the_grafana_dashboard_uses_only_metrics_the_farm_exports() -> None:
     import re
     from pathlib import Path
 
-    from inference_farm import metrics  # noqa: F401  (defines the API's metrics)
+    from inference_farm.telemetry import metrics  # noqa: F401  (defines the API's metrics)
 
     dashboard = Path(__file__).parents[2] / "configs" / "grafana-dashboard.json"
     used = set(re.findall(r"inference_farm_[a-z_]+", dashboard.read_text(encoding="utf-8")))

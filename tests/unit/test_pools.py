@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from inference_farm.errors import SettingsError
-from inference_farm.pools import load_pool
 from inference_farm.settings import load_settings
+from inference_farm.worker.pool_files import load_pool
 
 WORKERS = Path(__file__).parents[2] / "workers"
 

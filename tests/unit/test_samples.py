@@ -9,8 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from inference_farm import samples
 from inference_farm.errors import InvalidInput, PayloadTooLarge
+from inference_farm.protocol import samples
 
 SIGNATURE = {
     "inputs": [

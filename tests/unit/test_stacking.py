@@ -18,14 +18,14 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from inference_farm import dataplane
-from inference_farm.coalescer import _Waiter, stack
+from inference_farm.api import dataplane
+from inference_farm.api.coalescer import _Waiter, stack
+from inference_farm.protocol.codec import parse_request
+from inference_farm.protocol.packing import pack, unpack
 from inference_farm.registry.cached import Served
-from inference_farm.runner import run_groups
 from inference_farm.runtime.batcher import Batcher
-from inference_farm.runtime.codec import parse_request
-from inference_farm.runtime.packing import pack, unpack
-from inference_farm.worker_pool import TaskPool
+from inference_farm.worker.groups import run_groups
+from inference_farm.worker.thread_pool import TaskPool
 from tests import onnx_models
 
 FEATURES, OUTPUTS = 4, 3

@@ -14,8 +14,8 @@ from typing import IO
 import psutil
 import pytest
 
-from inference_farm import supervisor
-from inference_farm.supervisor import Supervisor
+from inference_farm.cli import supervisor
+from inference_farm.cli.supervisor import Supervisor
 
 WITH_GRANDCHILD = (
     "import subprocess, sys, time; "

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference_farm import archives, samples
 from inference_farm.errors import FarmError
+from inference_farm.protocol import samples
+from inference_farm.storage import archives
 from tests.real_shapes import tar_archive, zip_archive
 
 LIMITS = archives.Limits(10 * 2**20, 100)

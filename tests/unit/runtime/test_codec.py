@@ -15,15 +15,15 @@ import pytest
 import tritonclient.http as triton
 
 from inference_farm.errors import FarmError, InvalidInput
-from inference_farm.runtime import validation
-from inference_farm.runtime.codec import (
+from inference_farm.protocol import validation
+from inference_farm.protocol.codec import (
     InferRequest,
     RequestedOutput,
     build_response,
     parse_request,
     validate,
 )
-from inference_farm.runtime.packing import datatype_of, for_onnxruntime, pack, pack_outputs, unpack
+from inference_farm.protocol.packing import datatype_of, for_onnxruntime, pack, pack_outputs, unpack
 from tests import onnx_models
 
 NUMERIC = {
@@ -797,7 +797,7 @@ def test_codec_offers_validate() -> None:
 def test_codec_imports_stay_light() -> None:
     code = (
         "import json, sys\n"
-        "import inference_farm.runtime.codec, inference_farm.runtime.packing\n"
+        "import inference_farm.protocol.codec, inference_farm.protocol.packing\n"
         "heavy = ['onnxruntime', 'onnx', 'flask', 'celery', 'sqlalchemy']\n"
         "print(json.dumps([name for name in heavy if name in sys.modules]))"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference_farm.runtime.datatypes import NUMPY_FROM_OIP, OIP_FROM_ORT, kind_of
+from inference_farm.protocol.datatypes import NUMPY_FROM_OIP, OIP_FROM_ORT, kind_of
 
 
 @pytest.mark.parametrize(

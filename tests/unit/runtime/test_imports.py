@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-MODULES = ["cache", "datatypes", "inspect", "memory", "sessions"]
+MODULES = ["cache", "inspect", "memory", "sessions", "smoke", "external"]
 HEAVY = ["onnxruntime", "onnx", "flask", "celery", "sqlalchemy"]
 
 

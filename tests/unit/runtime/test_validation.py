@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from inference_farm.errors import InvalidInput
-from inference_farm.runtime.codec import InferRequest, parse_request
-from inference_farm.runtime.validation import check_shape, data_to_array, validate
+from inference_farm.protocol.codec import InferRequest, parse_request
+from inference_farm.protocol.validation import check_shape, data_to_array, validate
 
 SIGNATURE = {
     "inputs": [

@@ -1,0 +1,344 @@
+"""API side of batching: concurrent sync requests for one model version travel as one job.
+
+Everything here runs on one asyncio event loop: the API server's own, or, for callers in
+other threads (the Flask view under a plain WSGI server), a loop thread started on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from celery import Celery
+
+from inference_farm.api import dataplane
+from inference_farm.broker.publisher import Publisher
+from inference_farm.broker.queues import QueueWatch
+from inference_farm.broker.replies import Inbox
+from inference_farm.errors import DeadlineExceeded, FarmError, Unavailable, error_for_status
+from inference_farm.protocol.packing import pack
+from inference_farm.telemetry.health import async_redis_client
+
+log = logging.getLogger(__name__)
+BATCH_TASK = "farm.infer_batch"
+REDIS_TIMEOUT_S = 5.0
+
+
+@dataclass(eq=False)
+class _Waiter:
+    """One HTTP request waiting for its part of a coalesced job."""
+
+    prepared: dataplane.Prepared
+    deadline: float
+    trace: dict[str, Any]
+    future: asyncio.Future
+    arrived: float = 0.0  # loop time
+    task_id: str | None = None
+    timer: asyncio.TimerHandle | None = None
+
+    def settle(self, reply: dict[str, Any] | None, error: FarmError | None) -> None:
+        """Hand the request its reply or (its own copy of) the error."""
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.future.done():
+            return
+        if error is not None:
+            self.future.set_exception(copy.copy(error))
+        else:
+            self.future.set_result(reply)
+
+
+@dataclass
+class _Lane:
+    """The requests of one (model, version, priority) waiting to be sent, and jobs in flight."""
+
+    model: str
+    version: str
+    priority: int
+    pending: deque[_Waiter] = field(default_factory=deque)
+    inflight: int = 0
+    filling: asyncio.TimerHandle | None = None  # sends what waits once max_delay_s is up
+
+
+class Coalescer:
+    """Sends what is waiting as one job whenever fewer than max_inflight jobs are in flight."""
+
+    def __init__(
+        self, celery: Celery, watch: QueueWatch, max_inflight: int, max_queue_length: int
+    ) -> None:
+        self.celery, self.watch = celery, watch
+        self.max_inflight, self.max_queue_length = max_inflight, max_queue_length
+        self.inbox = Inbox(celery.conf.broker_url or "")
+        self._lanes: dict[tuple[str, str, int], _Lane] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._publisher: Publisher | None = None
+        self._bind_lock = threading.Lock()
+        self._sending: set[asyncio.Task] = set()
+        self._own_loop = False
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run on loop from now on (the API server's loop, at its start)."""
+        with self._bind_lock:
+            if self._loop is not None and self._loop is not loop:
+                raise RuntimeError("the coalescer already runs on another event loop")
+            self._loop = loop
+
+    async def infer(
+        self, prepared: dataplane.Prepared, deadline: float, priority: int, trace: dict
+    ) -> dict:
+        """The worker's reply to one request, sent along with whatever else is waiting."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self.bind(loop)  # the first loop to use it; any other is refused
+        lane = self._lane(prepared.model, prepared.version, priority)
+        waiter = _Waiter(prepared, deadline, trace, loop.create_future(), loop.time())
+        timeout = max(deadline - time.time(), 0)
+        waiter.timer = loop.call_later(timeout, self._expire, lane, waiter, timeout)
+        lane.pending.append(waiter)
+        self._pump(lane)
+        try:
+            reply = await waiter.future
+        except asyncio.CancelledError:  # the client went away: send nothing more for it
+            self._abandon(lane, waiter)
+            raise
+        return dataplane.answer(reply, waiter.task_id or "")
+
+    def infer_blocking(
+        self, prepared: dataplane.Prepared, deadline: float, priority: int, trace: dict
+    ) -> dict:
+        """infer() for a caller outside the event loop: waits in the calling thread."""
+        return self.call(self.infer(prepared, deadline, priority, trace))
+
+    def call(self, work: Coroutine[Any, Any, Any]) -> Any:
+        """Run work on this coalescer's loop from another thread; its result or error."""
+        with self._bind_lock:
+            if self._loop is None:
+                self._loop, self._own_loop = _loop_thread(), True
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+    def close(self) -> None:
+        """Stop the loop thread that call() started, if it did; a bound loop is its owner's."""
+        with self._bind_lock:
+            loop = self._loop if self._own_loop else None
+            if loop is None:
+                return
+            self._loop, self._own_loop = None, False
+        # Cancelled first, so that the reply reader closes its Redis client as it ends.
+        asyncio.run_coroutine_threadsafe(_cancel_others(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+
+    def _lane(self, model: str, version: str, priority: int) -> _Lane:
+        key = (model, version, priority)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane(model, version, priority)
+        return lane
+
+    def _pump(self, lane: _Lane) -> None:
+        """Send what waits on lane, one job at a time, while fewer than max_inflight fly;
+        a model with a queue delay lets its first request wait that long for company."""
+        loop = asyncio.get_running_loop()
+        while lane.pending and lane.inflight < self.max_inflight:
+            first = lane.pending[0].prepared
+            wait = lane.pending[0].arrived + first.max_delay_s - loop.time()
+            if wait > 0 and sum(w.prepared.rows for w in lane.pending) < first.max_rows:
+                if lane.filling is None:
+                    lane.filling = loop.call_later(wait, self._filled, lane)
+                return
+            if lane.filling is not None:
+                lane.filling.cancel()
+                lane.filling = None
+            batch = self._take(lane)
+            lane.inflight += 1
+            task = loop.create_task(self._send(lane, batch))
+            self._sending.add(task)  # a task nobody holds may be collected before it ends
+            task.add_done_callback(self._sending.discard)
+
+    def _filled(self, lane: _Lane) -> None:
+        lane.filling = None
+        self._pump(lane)
+
+    def _take(self, lane: _Lane) -> list[_Waiter]:
+        """The oldest waiting request and those behind it, up to one job's rows."""
+        first = lane.pending.popleft()
+        batch, rows = [first], first.prepared.rows
+        while lane.pending and rows + lane.pending[0].prepared.rows <= first.prepared.max_rows:
+            rows += lane.pending[0].prepared.rows
+            batch.append(lane.pending.popleft())
+        return batch
+
+    async def _send(self, lane: _Lane, batch: list[_Waiter]) -> None:
+        """Publish batch as one job whose reply comes to the inbox."""
+        deadline = max(waiter.deadline for waiter in batch)
+        task_id = str(uuid.uuid4())
+        for waiter in batch:
+            waiter.task_id = task_id
+        try:
+            groups, batch = stack(batch)
+            self.inbox.expect(task_id, deadline, self._on_reply(lane, batch))
+            await self._publish(lane, groups, batch, task_id)
+        except FarmError as exc:
+            self.inbox.forget(task_id)
+            self._settle_all(lane, batch, exc)
+        except Exception as exc:  # nothing may leave a request waiting for nothing
+            log.exception("publishing a coalesced job failed")
+            self.inbox.forget(task_id)
+            self._settle_all(lane, batch, error_for_status(500, f"could not queue: {exc}"))
+
+    async def _publish(
+        self, lane: _Lane, groups: list[dict], batch: list[_Waiter], task_id: str
+    ) -> None:
+        queue = await self._check_queue(lane.model)
+        payload = {
+            "model": lane.model,
+            "version": lane.version,
+            "reply_to": self.inbox.key,
+            "groups": groups,
+        }
+        shapes = batch[0].prepared.shapes
+        try:
+            await self._publisher_for().publish(
+                queue, BATCH_TASK, payload, task_id=task_id, ignore_result=True,
+                serializer="msgpack",  # raw tensor bytes: measured half the cost of JSON
+                priority=dataplane.MAX_PRIORITY - lane.priority,  # on Redis 0 goes first
+                argsrepr=f"({lane.model!r}, {lane.version!r}, {len(batch)} x {shapes!r})",
+                kwargsrepr="{}",
+            )  # fmt: skip
+        except Exception as exc:
+            reason = f"could not queue the request: the broker did not answer ({exc})"
+            raise Unavailable(reason) from None
+        self.watch.sent(queue)
+
+    async def _check_queue(self, model: str) -> str:
+        """model's queue; 503 when no live worker serves it, 429 when it is full."""
+        queue = dataplane.model_queue(model)
+        if not self.watch.consumed(queue):
+            loop = asyncio.get_running_loop()
+            if not await loop.run_in_executor(None, self.watch.serves, queue):
+                raise dataplane.no_worker(model, queue)
+        if await self.watch.full_async(queue, self.max_queue_length, self._publisher_for().client):
+            raise dataplane.queue_full(model, self.max_queue_length)
+        return queue
+
+    def _publisher_for(self) -> Publisher:
+        if self._publisher is None:
+            client = async_redis_client(self.celery.conf.broker_url or "", REDIS_TIMEOUT_S)
+            self._publisher = Publisher(self.celery, client)
+        return self._publisher
+
+    def _on_reply(self, lane: _Lane, batch: list[_Waiter]) -> Callable[[Any, Any], None]:
+        """What the inbox calls with the job's reply, or with the error of a job that never
+        answered: hand each request its own reply, then send what waited meanwhile."""
+
+        def settle(reply: Any, error: FarmError | None) -> None:
+            try:
+                replies = _replies(reply, len(batch)) if error is None else None
+            except FarmError as exc:
+                replies, error = None, exc
+            if replies is None:
+                self._settle_all(lane, batch, error or error_for_status(500, "no reply"))
+                return
+            for waiter, one in zip(batch, replies, strict=True):
+                waiter.settle(one, None)
+            self._release(lane)
+
+        return settle
+
+    def _settle_all(self, lane: _Lane, batch: list[_Waiter], error: FarmError) -> None:
+        """Give every request of batch the error, then send what waited meanwhile."""
+        for waiter in batch:
+            waiter.settle(None, error)
+        self._release(lane)
+
+    def _release(self, lane: _Lane) -> None:
+        lane.inflight -= 1
+        self._pump(lane)
+
+    def _abandon(self, lane: _Lane, waiter: _Waiter) -> None:
+        if waiter in lane.pending:
+            lane.pending.remove(waiter)
+        if waiter.timer is not None:
+            waiter.timer.cancel()
+
+    def _expire(self, lane: _Lane, waiter: _Waiter, timeout: float) -> None:
+        """A request's deadline passed: it stops waiting, and is not sent if it has not been."""
+        if waiter in lane.pending:
+            lane.pending.remove(waiter)
+        extra = {"job_id": waiter.task_id} if waiter.task_id else {}
+        waiter.timer = None
+        waiter.settle(
+            None,
+            DeadlineExceeded(
+                f"no answer within {timeout:.3g}s; the job will not run after its deadline",
+                **extra,
+            ),
+        )
+
+
+def stack(batch: list[_Waiter]) -> tuple[list[dict], list[_Waiter]]:
+    """A job's groups, and its requests in the order of its replies.
+
+    Requests with the same stack_key become one group: each input is one tensor, the rows
+    of every request one after the other; a request that cannot be stacked is a group alone.
+    """
+    members: dict[Any, list[_Waiter]] = {}
+    for waiter in batch:
+        key = waiter.prepared.stack_key
+        members.setdefault(waiter if key is None else key, []).append(waiter)
+    groups = [_group(waiters) for waiters in members.values()]
+    return groups, [waiter for waiters in members.values() for waiter in waiters]
+
+
+def _group(waiters: list[_Waiter]) -> dict[str, Any]:
+    first = waiters[0].prepared
+    inputs = {}
+    for index, tensor in enumerate(first.request.inputs):
+        arrays = [waiter.prepared.request.inputs[index].array for waiter in waiters]
+        stacked = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+        inputs[tensor.name] = pack(stacked, tensor.datatype, raw=True)
+    return {
+        "inputs": inputs,
+        "outputs": first.outputs,
+        "rows": [waiter.prepared.rows for waiter in waiters],
+        "requests": [{"deadline": waiter.deadline, **waiter.trace} for waiter in waiters],
+    }
+
+
+def _loop_thread() -> asyncio.AbstractEventLoop:
+    """A new event loop running in a daemon thread, closed once stopped."""
+    loop = asyncio.new_event_loop()
+
+    def run() -> None:
+        loop.run_forever()
+        loop.close()
+
+    threading.Thread(target=run, name="coalescer-loop", daemon=True).start()
+    return loop
+
+
+async def _cancel_others() -> None:
+    """Cancel every other task on the running loop and wait for them to end."""
+    others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+
+
+def _replies(reply: Any, count: int) -> list[dict[str, Any]]:
+    """The per-request replies of a coalesced job; a whole-job failure is every request's."""
+    if isinstance(reply, dict) and reply.get("ok") and isinstance(reply.get("replies"), list):
+        if len(reply["replies"]) == count:
+            return reply["replies"]
+        raise error_for_status(500, f"the job answered {len(reply['replies'])} of {count}")
+    if isinstance(reply, dict) and "error" in reply:
+        return [reply] * count
+    raise error_for_status(500, f"the job ended without a result ({reply!r})")

@@ -1,0 +1,81 @@
+"""Prometheus metrics of the API, and the exposition the API and the workers share."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from inference_farm.telemetry import multiproc
+
+PREFIX = "inference_farm_"
+# Seconds, from half a millisecond (a tiny model on CPU) to a minute (a slow job).
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+)  # fmt: skip
+
+HTTP_REQUESTS = Counter(
+    PREFIX + "http_requests",
+    "HTTP requests answered, by method, route, model and status code",
+    ["method", "route", "model", "status"],
+)
+HTTP_LATENCY = Histogram(
+    PREFIX + "http_request_duration_seconds",
+    "Time from receiving an HTTP request to having its response, by method, route and model",
+    ["method", "route", "model"],
+    buckets=LATENCY_BUCKETS,
+)
+RATE_LIMITED = Counter(
+    PREFIX + "rate_limit_rejections",
+    "Requests refused with 429, by the limit they hit: key_rate, jobs_per_key or queue_full",
+    ["limit"],
+)
+
+
+def observe_request(method: str, route: str, model: str, status: int, seconds: float) -> None:
+    """Count one answered HTTP request and its latency."""
+    count, latency = _request_children(method, route, model, status)
+    count.inc()
+    latency.observe(seconds)
+
+
+@functools.lru_cache(maxsize=4096)
+def _request_children(method: str, route: str, model: str, status: int) -> tuple[Any, Any]:
+    # labels() costs more than the observation itself; model names are bounded by the caller.
+    return HTTP_REQUESTS.labels(method, route, model, str(status)), HTTP_LATENCY.labels(
+        method, route, model
+    )
+
+
+def rate_limited(limit: str) -> None:
+    """Count one request refused by limit (key_rate, jobs_per_key or queue_full)."""
+    RATE_LIMITED.labels(limit).inc()
+
+
+def serving_registry(*collectors: Any) -> CollectorRegistry:
+    """The registry to serve for this process tree, with collectors added (call once)."""
+    if not multiproc.enabled():
+        for collector in collectors:
+            REGISTRY.register(collector)
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    for collector in collectors:
+        registry.register(collector)
+    return registry
+
+
+def render(*collectors: Any) -> bytes:
+    """The text exposition of this process tree's metrics plus collectors, read now."""
+    if multiproc.enabled():
+        base = CollectorRegistry()
+        MultiProcessCollector(base)
+    else:
+        base = REGISTRY
+    extra = CollectorRegistry(auto_describe=False)
+    for collector in collectors:
+        extra.register(collector)
+    return generate_latest(base) + generate_latest(extra)
