@@ -21,9 +21,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from inference_farm.broker.connections import check_redis
 from inference_farm.cli.embedded_redis import free_port, redis_binary, redis_command, wait_for_redis
 from inference_farm.errors import Unavailable
-from inference_farm.telemetry.health import check_redis
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/15"
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

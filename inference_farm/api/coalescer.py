@@ -21,15 +21,16 @@ import numpy as np
 from celery import Celery
 
 from inference_farm.api import dataplane
+from inference_farm.broker.connections import async_redis_client
+from inference_farm.broker.names import INFER_BATCH_TASK
 from inference_farm.broker.publisher import Publisher
 from inference_farm.broker.queues import QueueWatch
 from inference_farm.broker.replies import Inbox
 from inference_farm.errors import DeadlineExceeded, FarmError, Unavailable, error_for_status
 from inference_farm.protocol.packing import pack
-from inference_farm.telemetry.health import async_redis_client
 
 log = logging.getLogger(__name__)
-BATCH_TASK = "farm.infer_batch"
+BATCH_TASK = INFER_BATCH_TASK
 REDIS_TIMEOUT_S = 5.0
 
 

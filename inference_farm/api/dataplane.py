@@ -12,7 +12,7 @@ from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
 from sqlalchemy.orm import Session
 
-from inference_farm.broker.app import model_queue
+from inference_farm.broker.names import INFER_TASK, model_queue
 from inference_farm.broker.queues import QueueWatch
 from inference_farm.errors import (
     Conflict,
@@ -30,7 +30,6 @@ from inference_farm.telemetry.metrics import rate_limited
 from inference_farm.telemetry.request_ids import trace_fields
 
 log = logging.getLogger(__name__)
-INFER_TASK = "farm.infer"
 MAX_PRIORITY = 9
 
 

@@ -11,7 +11,12 @@ from celery import Celery
 from sqlalchemy.orm import Session
 
 from inference_farm.broker import control
-from inference_farm.broker.app import CONTROL_QUEUE
+from inference_farm.broker.names import (
+    CONTROL_QUEUE,
+    EVICT_COMMAND,
+    MODEL_ADDED_COMMAND,
+    VALIDATE_TASK,
+)
 from inference_farm.errors import Conflict, InvalidInput, NotFound, Unavailable
 from inference_farm.protocol import samples
 from inference_farm.registry import catalog
@@ -20,9 +25,6 @@ from inference_farm.registry.models import Model, ModelVersion
 from inference_farm.storage import ArtifactStore, Staged, archives
 
 log = logging.getLogger(__name__)
-VALIDATE_TASK = "farm.validate"
-EVICT_COMMAND = "farm_evict"
-MODEL_ADDED_COMMAND = "farm_model_added"
 
 
 def announce_model(celery: Celery, name: str) -> None:

@@ -12,7 +12,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from inference_farm.api import farm
 from inference_farm.api.auth import scope
-from inference_farm.broker.app import CONTROL_QUEUE, model_queue
+from inference_farm.broker.names import CONTROL_QUEUE, model_queue
 from inference_farm.registry import catalog
 from inference_farm.registry.jobs import count_by_status
 from inference_farm.settings import Settings

@@ -1,4 +1,4 @@
-"""The Celery app of the farm and its queue names; the only `celery -A` target."""
+"""The Celery app of the farm; the only `celery -A` target."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ from typing import Any
 
 from celery import Celery, signals
 
-import celeryconfig
+from inference_farm.broker.config import build
 from inference_farm.errors import SettingsError
 from inference_farm.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-CONTROL_QUEUE = celeryconfig.CONTROL_QUEUE
 # What a worker imports at start: the tasks, and its metrics and heartbeat hooks.
 WORKER_MODULES = ["inference_farm.worker.tasks", "inference_farm.worker.hooks"]
 NO_BROKER = (
@@ -23,18 +22,13 @@ NO_BROKER = (
 )
 
 
-def model_queue(name: str) -> str:
-    """The queue that carries inference jobs for model name."""
-    return celeryconfig.MODEL_QUEUE_PREFIX + name
-
-
 def create_celery(settings: Settings | None = None) -> Celery:
     """A Celery app configured from settings (default: the process settings)."""
     settings = settings or get_settings()
     if not settings.broker_url:
         raise SettingsError(NO_BROKER)
     celery = Celery("inference_farm", include=WORKER_MODULES)
-    celery.conf.update(celeryconfig.build(settings))
+    celery.conf.update(build(settings))
     celery.conf.farm_settings = settings
     return celery
 

@@ -16,11 +16,12 @@ from typing import Any
 
 import redis
 
+from inference_farm.broker.names import HEARTBEAT_KEY, SERVING_KEY
+
 log = logging.getLogger(__name__)
-KEY = "farm:heartbeat:{}"
-# One sorted set per queue: the hostnames that consume it, scored by the time of their last
-# beat, so that "does a live worker consume this queue?" is one read, whatever Redis holds.
-SERVING_KEY = "farm:serving:{}"
+KEY = HEARTBEAT_KEY
+# SERVING_KEY: one sorted set per queue, the hostnames that consume it scored by the time of
+# their last beat, so that "does a live worker consume this queue?" is one read.
 INTERVAL_S = 5.0
 TTL_S = 30  # a worker silent this long is gone from the listing
 FRESH_S = 2 * INTERVAL_S + 1  # a beat this recent vouches for the queues it names

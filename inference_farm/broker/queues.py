@@ -12,9 +12,9 @@ import redis
 from celery import Celery
 
 from inference_farm.broker import control, heartbeat
+from inference_farm.broker.connections import redis_client
 from inference_farm.broker.publisher import priority_key
 from inference_farm.errors import Unavailable
-from inference_farm.telemetry.health import redis_client
 
 log = logging.getLogger(__name__)
 PRIORITIES = range(1, 10)  # priority 0 uses the bare queue name; see celeryconfig

@@ -17,11 +17,11 @@ from typing import Any
 import orjson
 import redis
 
+from inference_farm.broker.connections import async_redis_client
+from inference_farm.broker.names import REPLY_KEY
 from inference_farm.errors import DeadlineExceeded, FarmError
-from inference_farm.telemetry.health import async_redis_client
 
 log = logging.getLogger(__name__)
-REPLY_KEY = "farm:replies:{}"
 REPLY_TTL_S = 300  # an inbox whose API process is gone disappears after this long
 POLL_S = 0.5  # how often the reader also looks for jobs that will never answer
 GRACE_S = 1.0  # a job is given up this long after its deadline

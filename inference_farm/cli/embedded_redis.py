@@ -8,8 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from inference_farm.broker.connections import check_redis
 from inference_farm.errors import Unavailable
-from inference_farm.telemetry.health import check_redis
 
 
 def redis_binary() -> str:

@@ -9,13 +9,14 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from inference_farm.broker import control
-from inference_farm.broker.app import CONTROL_QUEUE, create_celery, model_queue
+from inference_farm.broker.app import create_celery
+from inference_farm.broker.connections import check_redis
+from inference_farm.broker.names import ALL_MODELS_SETTING, CONTROL_QUEUE, model_queue
 from inference_farm.errors import SettingsError, Unavailable
 from inference_farm.registry import Database
 from inference_farm.registry.migrate import ensure_current
 from inference_farm.settings import Settings
 from inference_farm.telemetry import multiproc
-from inference_farm.telemetry.health import check_redis
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def run_worker(
     celery = create_celery(settings)
     check_device(settings.worker_device)
     check_registry(settings)
-    celery.conf.farm_all_models = all_models
+    celery.conf[ALL_MODELS_SETTING] = all_models
     queues = worker_queues(settings, models or [], all_models)
     multiproc.prepare("worker")  # before the tasks load prometheus_client
     # Threads, not prefork: one session cache per worker, which control commands can reach;

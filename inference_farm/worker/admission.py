@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+from inference_farm.broker.names import DELIVERY_KEY
 from inference_farm.registry.db import utcnow
 from inference_farm.registry.models import FINISHED_JOB_STATUSES, Job
 from inference_farm.worker.groups import expired, failure, group_of, run_groups
@@ -13,7 +14,6 @@ from inference_farm.worker.metrics import report_job
 from inference_farm.worker.state import WorkerState
 
 log = logging.getLogger(__name__)
-DELIVERY_KEY = "farm:deliveries:{}"
 DELIVERY_TTL_S = 7 * 86400
 
 

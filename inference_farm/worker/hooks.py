@@ -8,8 +8,9 @@ from typing import Any
 from celery import signals
 
 from inference_farm.broker import heartbeat
+from inference_farm.broker.connections import redis_client
+from inference_farm.broker.names import ALL_MODELS_SETTING, INFER_TASK
 from inference_farm.telemetry import multiproc, request_ids
-from inference_farm.telemetry.health import redis_client
 from inference_farm.worker import metrics as worker_metrics
 from inference_farm.worker import resync as queue_sync
 
@@ -28,11 +29,11 @@ def _ready(sender: Any = None, **_kwargs: Any) -> None:
     serving = bool(port) and worker_metrics.serve(settings.api_host, port, settings.worker_device)
     info = {"pid": os.getpid(), "device": settings.worker_device}
     info["metrics_port"] = port if serving else None
-    info["all_models"] = bool(sender.app.conf.get("farm_all_models"))
+    info["all_models"] = bool(sender.app.conf.get(ALL_MODELS_SETTING))
     client = redis_client(settings.broker_url or "", settings.health_timeout)
     _beating.update(client=client, hostname=sender.hostname)
     heartbeat.start(client, sender.hostname, info, lambda: _queues(sender))
-    if sender.app.conf.get("farm_all_models"):
+    if sender.app.conf.get(ALL_MODELS_SETTING):
         consumed = {queue.name for queue in sender.task_consumer.queues}
         queue_sync.start(sender.app, sender.hostname, consumed)
 
@@ -57,7 +58,7 @@ def _child_exit(pid: int | None = None, **_kwargs: Any) -> None:
 
 @signals.task_prerun.connect
 def _bind_request_id(task: Any = None, args: Any = None, **_kwargs: Any) -> None:
-    if task is not None and task.name == "farm.infer" and args and isinstance(args[0], dict):
+    if task is not None and task.name == INFER_TASK and args and isinstance(args[0], dict):
         request_ids.bind(args[0].get("request_id"))
 
 

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from inference_farm.broker import control, heartbeat
-from inference_farm.broker.app import model_queue
+from inference_farm.broker.names import MODEL_ADDED_COMMAND, model_queue
 from inference_farm.registry import Database, catalog
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def _loop(app: Any, database: Database, hostname: str, consumed: set[str], every
             for name in missing(database, consumed):
                 # Through the control path, so the consumer changes in its own thread.
                 added = {"arguments": {"name": name}, "destination": [hostname]}
-                control.call(app, "broadcast", "farm_model_added", **added)
+                control.call(app, "broadcast", MODEL_ADDED_COMMAND, **added)
                 consumed.add(model_queue(name))
                 log.info("now consuming %s, whose announcement this worker missed", name)
         except Exception as exc:  # the registry or broker is down: try again next time
@@ -67,7 +67,7 @@ def wait_served(app: Any, client: Any, name: str, timeout: float = SERVED_WAIT_S
     beats = heartbeat.read_all(client).values()
     if not any(one.get("all_models") and float(one.get("at") or 0) >= recent for one in beats):
         return False
-    control.call(app, "broadcast", "farm_model_added", arguments={"name": name})
+    control.call(app, "broadcast", MODEL_ADDED_COMMAND, arguments={"name": name})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if heartbeat.serving(client, queue):

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inference_farm.broker.connections import redis_client
 from inference_farm.errors import Conflict
 from inference_farm.registry import Database
 from inference_farm.registry.cached import RegistryCache, Served
 from inference_farm.settings import Settings
 from inference_farm.storage import ArtifactStore
-from inference_farm.telemetry.health import redis_client
 
 log = logging.getLogger(__name__)
 

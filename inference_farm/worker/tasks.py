@@ -12,7 +12,14 @@ from celery.exceptions import Ignore
 from celery.worker.control import control_command
 
 from inference_farm.broker import heartbeat
-from inference_farm.broker.app import model_queue
+from inference_farm.broker.names import (
+    ALL_MODELS_SETTING,
+    INFER_BATCH_TASK,
+    INFER_TASK,
+    PING_TASK,
+    VALIDATE_TASK,
+    model_queue,
+)
 from inference_farm.errors import FarmError
 from inference_farm.registry import Database, catalog
 from inference_farm.registry.jobs import finish_job, start_job
@@ -49,7 +56,7 @@ def _forget_parent_state(**_kwargs: Any) -> None:
 @signals.task_postrun.connect
 def _after_task(task: Any = None, args: Any = None, retval: Any = None, **_kw: Any) -> None:
     # Runs after the result is stored, so a job record never says succeeded before it is.
-    if task is not None and task.name == "farm.infer" and args:
+    if task is not None and task.name == INFER_TASK and args:
         from inference_farm.worker.admission import record
 
         record(worker_state(), args[0].get("job_id"), retval)
@@ -57,7 +64,7 @@ def _after_task(task: Any = None, args: Any = None, retval: Any = None, **_kw: A
         _state.db.remove()
 
 
-@shared_task(name="farm.ping")
+@shared_task(name=PING_TASK)
 def ping() -> dict[str, Any]:
     """Answer with this worker's identity once its registry is reachable and current."""
     ensure_current(registry_db())
@@ -73,7 +80,7 @@ def _inspect(state: WorkerState, record: ModelVersion) -> dict[str, Any]:
     return inspect_model(path, state.settings.validate_timeout, warmup, root)
 
 
-@shared_task(name="farm.validate")
+@shared_task(name=VALIDATE_TASK)
 def validate(version_id: int, job_id: str | None = None) -> dict[str, Any]:
     """Load an uploaded version, read its signature, run it once; mark it ready or failed."""
     state = worker_state()
@@ -120,7 +127,7 @@ def _failed(session: Any, record: ModelVersion, job_id: str | None, reason: str)
     return {"status": "failed", "error": reason}
 
 
-@shared_task(name="farm.infer", bind=True)
+@shared_task(name=INFER_TASK, bind=True)
 def infer(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
     """Run one inference request on this worker's session for its model version."""
     from inference_farm.worker.admission import execute
@@ -131,7 +138,7 @@ def infer(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
-@shared_task(name="farm.infer_batch", bind=True, ignore_result=True)
+@shared_task(name=INFER_BATCH_TASK, bind=True, ignore_result=True)
 def infer_batch(self: Any, payload: dict[str, Any]) -> None:
     """Run several coalesced requests for one model version; push one reply each to reply_to."""
     from inference_farm.broker.replies import send_reply
@@ -149,7 +156,7 @@ def _redelivered(task: Any) -> bool:
 
 def _serves(consumer: Any, name: str) -> bool:
     queues = {queue.name for queue in consumer.task_consumer.queues}
-    return bool(consumer.app.conf.get("farm_all_models")) or model_queue(name) in queues
+    return bool(consumer.app.conf.get(ALL_MODELS_SETTING)) or model_queue(name) in queues
 
 
 @control_command(args=[("name", str), ("version", str)], signature="<name> [version]")
@@ -175,7 +182,7 @@ def farm_evict(state: Any, name: str, version: str | None = None) -> dict[str, A
 @control_command(args=[("name", str)], signature="<name>")
 def farm_model_added(state: Any, name: str) -> dict[str, Any]:
     """Start consuming a new model's queue, if this worker serves all models."""
-    if not state.consumer.app.conf.get("farm_all_models"):
+    if not state.consumer.app.conf.get(ALL_MODELS_SETTING):
         return {"skipped": "not an all-models worker"}
     state.consumer.add_task_queue(model_queue(name))
     heartbeat.soon()  # so that the API sees the new queue served before the next beat

@@ -16,7 +16,9 @@ from typing import Any
 from celery.concurrency.base import apply_target
 from celery.concurrency.thread import TaskPool as ThreadPool
 
-INLINE_TASKS = frozenset({"farm.infer_batch"})
+from inference_farm.broker.names import INFER_BATCH_TASK
+
+INLINE_TASKS = frozenset({INFER_BATCH_TASK})
 
 
 class TaskPool(ThreadPool):

@@ -15,7 +15,8 @@ import redis
 from flask.testing import FlaskClient
 from onnx import TensorProto, helper
 
-from inference_farm.broker.app import create_celery, model_queue
+from inference_farm.broker.app import create_celery
+from inference_farm.broker.names import model_queue
 from inference_farm.protocol.packing import pack, unpack
 from inference_farm.settings import Settings
 from tests import onnx_models

@@ -13,7 +13,8 @@ import redis
 
 from inference_farm.api import dataplane
 from inference_farm.api.coalescer import Coalescer
-from inference_farm.broker.app import create_celery, model_queue
+from inference_farm.broker.app import create_celery
+from inference_farm.broker.names import model_queue
 from inference_farm.broker.queues import QueueWatch
 from inference_farm.errors import DeadlineExceeded
 from inference_farm.protocol.codec import parse_request

@@ -11,7 +11,8 @@ import redis
 from flask.testing import FlaskClient
 
 from inference_farm.api import create_app
-from inference_farm.broker.app import create_celery, model_queue
+from inference_farm.broker.app import create_celery
+from inference_farm.broker.names import model_queue
 from inference_farm.broker.queues import FULL_CHECK_S, QueueWatch
 from inference_farm.settings import load_settings
 from tests import onnx_models

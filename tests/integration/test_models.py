@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from inference_farm.broker.app import CONTROL_QUEUE, create_celery
+from inference_farm.broker.app import create_celery
+from inference_farm.broker.names import CONTROL_QUEUE
 from inference_farm.settings import Settings, load_settings
 from tests import onnx_models
 from tests.integration.helpers import client_for, model_bytes, settled, upload

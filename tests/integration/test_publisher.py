@@ -13,11 +13,12 @@ import onnxruntime as ort
 import redis
 from flask.testing import FlaskClient
 
-from inference_farm.broker.app import create_celery, model_queue
+from inference_farm.broker.app import create_celery
+from inference_farm.broker.connections import async_redis_client
+from inference_farm.broker.names import model_queue
 from inference_farm.broker.publisher import Publisher, envelope, priority_key
 from inference_farm.protocol.packing import pack, unpack
 from inference_farm.settings import Settings
-from inference_farm.telemetry.health import async_redis_client
 from tests import onnx_models
 from tests.integration.helpers import model_bytes, settled, upload
 

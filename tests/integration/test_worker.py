@@ -7,7 +7,8 @@ import subprocess
 from celery.result import AsyncResult
 from kombu import Connection
 
-from inference_farm.broker.app import CONTROL_QUEUE, create_celery
+from inference_farm.broker.app import create_celery
+from inference_farm.broker.names import CONTROL_QUEUE
 from inference_farm.settings import Settings
 from tests.services import wait_for
 

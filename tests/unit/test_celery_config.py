@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 import celeryconfig
-from inference_farm.broker.app import CONTROL_QUEUE, create_celery, model_queue
+from inference_farm.broker.app import create_celery
+from inference_farm.broker.names import CONTROL_QUEUE, model_queue
 from inference_farm.errors import SettingsError
 from inference_farm.settings import Settings, load_settings
 from tests.conftest import CLOSED_REDIS

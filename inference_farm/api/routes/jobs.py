@@ -15,7 +15,7 @@ from inference_farm.api import dataplane, farm
 from inference_farm.api.auth import check_model, current_key, is_admin, scope
 from inference_farm.api.metrics import note_model
 from inference_farm.broker import control
-from inference_farm.broker.app import model_queue
+from inference_farm.broker.names import model_queue
 from inference_farm.errors import Conflict, InvalidInput, NotFound, RateLimited
 from inference_farm.protocol.codec import build_response, parse_document
 from inference_farm.registry.db import utcnow

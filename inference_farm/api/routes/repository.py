@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 from inference_farm.api import farm, lifecycle
 from inference_farm.api.auth import scope
 from inference_farm.broker import control, heartbeat
+from inference_farm.broker.names import LOAD_COMMAND
 from inference_farm.errors import InvalidInput, Unavailable, error_for_status
 from inference_farm.registry import catalog
 from inference_farm.registry.models import ModelVersion
@@ -121,7 +122,7 @@ def _broadcast(command: str, name: str, expect_replies: bool) -> list[dict]:
 def load(name: str) -> ResponseReturnValue:
     """Warm the model's default version on every worker that serves it"""
     _ready_version(name, None)
-    answers = _broadcast("farm_load", name, expect_replies=True)
+    answers = _broadcast(LOAD_COMMAND, name, expect_replies=True)
     errors = [a for a in answers if "error" in a]
     if any("ok" in a for a in answers):
         return {}

@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 from inference_farm.api import farm
 from inference_farm.api.auth import scope
 from inference_farm.broker import control, heartbeat
+from inference_farm.broker.names import CACHE_COMMAND
 from inference_farm.errors import Unavailable
 
 blp = Blueprint("workers", __name__, url_prefix="/v1/workers", description="Workers")
@@ -23,7 +24,7 @@ def _ask(celery: Any, expected: int | None) -> tuple[dict, dict]:
     try:
         queues = control.inspect(celery, "active_queues", ASK_TIMEOUT_S, expected)
         replies = control.call(
-            celery, "broadcast", "farm_cache", reply=True, timeout=ASK_TIMEOUT_S, limit=expected
+            celery, "broadcast", CACHE_COMMAND, reply=True, timeout=ASK_TIMEOUT_S, limit=expected
         )
     except Exception as exc:
         raise Unavailable(f"could not reach the workers through the broker: {exc}") from None
