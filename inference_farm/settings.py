@@ -235,13 +235,6 @@ class Settings(BaseModel):
         return f"sqlite:///{(self.data_dir / 'registry.db').resolve()}"
 
     @property
-    def archive_limits(self) -> Any:
-        """How large an uploaded archive may unpack (archives.Limits)."""
-        from inference_farm.storage.archives import Limits
-
-        return Limits(self.max_upload_bytes, self.max_archive_ratio)
-
-    @property
     def effective_result_backend(self) -> str | None:
         """The result backend URL, defaulting to the broker."""
         return self.result_backend or self.broker_url

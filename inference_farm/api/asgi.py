@@ -21,8 +21,10 @@ import orjson
 from a2wsgi import WSGIMiddleware
 from flask import Flask
 
-from inference_farm.api import Farm, create_app, dataplane
+from inference_farm.api import dataplane
+from inference_farm.api.app import create_app
 from inference_farm.api.auth import bearer, key_for, quick_key
+from inference_farm.api.context import Farm
 from inference_farm.api.errors import INTERNAL, error_headers, log_farm_error
 from inference_farm.api.metrics import UNLABELLED
 from inference_farm.api.routes import infer as oip

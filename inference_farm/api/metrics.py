@@ -10,8 +10,8 @@ from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily
 
-from inference_farm.api import farm
 from inference_farm.api.auth import scope
+from inference_farm.api.context import farm
 from inference_farm.broker.names import CONTROL_QUEUE, model_queue
 from inference_farm.registry import catalog
 from inference_farm.registry.jobs import count_by_status

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ import orjson
 from inference_farm.errors import InvalidInput
 from inference_farm.protocol.datatypes import NUMPY_FROM_OIP
 from inference_farm.protocol.packing import array_from_raw, b64, object_array, unpack
+from inference_farm.protocol.request import InferRequest, InputTensor, RequestedOutput
 from inference_farm.protocol.validation import (
     LENGTH_HEADER,
     InputHead,
@@ -38,45 +38,6 @@ from inference_farm.protocol.validation import validate as validate
 MAX_ELEMENTS = 2**24
 _LENGTH = struct.Struct("<I")
 _SEPARATORS = (",", ":")
-
-
-@dataclass
-class InputTensor:
-    """One input of an infer request, decoded into a numpy array."""
-
-    name: str
-    datatype: str
-    shape: list[int]
-    parameters: dict
-    array: np.ndarray
-
-
-@dataclass
-class RequestedOutput:
-    """One entry of an infer request's outputs list."""
-
-    name: str
-    parameters: dict = field(default_factory=dict)
-
-    @property
-    def binary(self) -> bool:
-        """Whether this output asks to be sent as binary data."""
-        return self.parameters.get("binary_data") is True
-
-
-@dataclass
-class InferRequest:
-    """A parsed infer request; outputs is None when the request names none (send all)."""
-
-    id: str | None
-    parameters: dict
-    inputs: list[InputTensor]
-    outputs: list[RequestedOutput] | None
-
-    @property
-    def binary_data_output(self) -> bool:
-        """Whether outputs that do not say otherwise should be sent as binary data."""
-        return self.parameters.get("binary_data_output") is True
 
 
 # --- parsing requests ---

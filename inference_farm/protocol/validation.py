@@ -20,7 +20,7 @@ from inference_farm.errors import InvalidInput
 from inference_farm.protocol.datatypes import NUMPY_FROM_OIP
 
 if TYPE_CHECKING:
-    from inference_farm.protocol.codec import InferRequest
+    from inference_farm.protocol.request import InferRequest
 
 MAX_RANK = 32  # numpy 1 holds at most 32 dimensions, numpy 2 64
 MAX_SIZE = 2**59  # elements of 8 bytes whose size numpy can still count in an int64

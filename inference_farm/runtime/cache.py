@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from inference_farm.runtime.memory import release_freed_memory, rss_bytes
-from inference_farm.worker import metrics as worker_metrics
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +43,19 @@ class _Entry:
     last_used: float
 
 
+class CacheMetrics:
+    """Where a cache reports its events; this one forgets them (the worker's records them)."""
+
+    def cache_event(self, kind: str, model: str, version: str, count: int = 1) -> None:
+        """A hit, miss or eviction of (model, version)."""
+
+    def observe_load(self, model: str, version: str, seconds: float) -> None:
+        """A load of (model, version) took seconds."""
+
+    def observe_loaded(self, model: str, version: str, nbytes: int) -> None:
+        """(model, version) now holds nbytes (0: unloaded)."""
+
+
 class SessionCache:
     """Sessions by (model name, version), loaded on first use and unloaded when over budget."""
 
@@ -54,8 +66,10 @@ class SessionCache:
         max_bytes: int,
         idle_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Any = None,
     ) -> None:
         self._loader = loader
+        self._metrics = metrics or CacheMetrics()  # anything with CacheMetrics' methods
         self.max_models = max_models
         self.max_bytes = max_bytes
         self.idle_seconds = idle_seconds
@@ -86,14 +100,14 @@ class SessionCache:
             pending = self._loading.get(key)
             if entry is not None or pending is not None:
                 self._stats.hits += 1
-                worker_metrics.cache_event("hits", *key)
+                self._metrics.cache_event("hits", *key)
             if entry is not None:
                 entry.last_used = self._clock()
                 self._entries.move_to_end(key)
                 return entry.session
             if pending is None:
                 self._stats.misses += 1
-                worker_metrics.cache_event("misses", *key)
+                self._metrics.cache_event("misses", *key)
                 pending = self._loading[key] = Future()
                 owner = True
             else:
@@ -133,7 +147,7 @@ class SessionCache:
             release_freed_memory()
             nbytes = max(size, rss_bytes() - before)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        worker_metrics.observe_load(*key, elapsed_ms / 1000)
+        self._metrics.observe_load(*key, elapsed_ms / 1000)
         log.info("loaded %s version %s in %.0f ms (%.1f MiB)", *key, elapsed_ms, nbytes / MIB)
         return session, nbytes
 
@@ -146,7 +160,7 @@ class SessionCache:
                 self._stale.discard(pending)
                 return
             self._entries[key] = _Entry(session, nbytes, self._clock())
-            worker_metrics.observe_loaded(*key, nbytes)
+            self._metrics.observe_loaded(*key, nbytes)
             victims = self._evict_over_limits(keep=key)
         self._unload(victims)
 
@@ -180,8 +194,8 @@ class SessionCache:
     def _pop_lru(self, why: str) -> _Entry:
         key, entry = self._entries.popitem(last=False)
         self._stats.evictions += 1
-        worker_metrics.cache_event("evictions", *key)
-        worker_metrics.observe_loaded(*key, 0)
+        self._metrics.cache_event("evictions", *key)
+        self._metrics.observe_loaded(*key, 0)
         log.info("evicting %s version %s (%s)", *key, why)
         return entry
 
@@ -200,7 +214,7 @@ class SessionCache:
             removed = [key for key in keys if key in self._entries]
             victims = [self._entries.pop(key) for key in removed]
             for key in removed:
-                worker_metrics.observe_loaded(*key, 0)
+                self._metrics.observe_loaded(*key, 0)
             for key in keys:
                 if key in self._loading:
                     self._stale.add(self._loading[key])
@@ -230,8 +244,8 @@ class SessionCache:
             victims = [self._entries.pop(key) for key in keys]
             self._stats.evictions += len(victims)
         for key in keys:
-            worker_metrics.cache_event("evictions", *key)
-            worker_metrics.observe_loaded(*key, 0)
+            self._metrics.cache_event("evictions", *key)
+            self._metrics.observe_loaded(*key, 0)
             log.info("unloading %s version %s (idle)", *key)
         self._unload(victims)
         return keys

@@ -48,6 +48,11 @@ class Limits:
     max_bytes: int
     max_ratio: float
 
+    @classmethod
+    def of(cls, settings: Any) -> Limits:
+        """The limits the farm's settings set: max_upload_bytes and max_archive_ratio."""
+        return cls(settings.max_upload_bytes, settings.max_archive_ratio)
+
 
 @dataclass(frozen=True)
 class Member:

@@ -1,1 +1,1 @@
-"""Logs, Prometheus metrics and their multiprocess folders, request ids, readiness."""
+"""Logs, Prometheus metrics and their multiprocess folders, request ids."""

@@ -15,7 +15,7 @@ from inference_farm.errors import Conflict
 from inference_farm.registry import Database
 from inference_farm.registry.cached import RegistryCache, Served
 from inference_farm.settings import Settings
-from inference_farm.storage import ArtifactStore
+from inference_farm.storage import ArtifactStore, archives
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class WorkerState:
     def _make_cache(self) -> Any:
         from inference_farm.runtime.cache import SessionCache
         from inference_farm.runtime.sessions import make_session, warm
+        from inference_farm.worker import metrics as worker_metrics
 
         s = self.settings
 
@@ -73,7 +74,10 @@ class WorkerState:
             warm(session, files.warmup, files.label)
             return session
 
-        cache = SessionCache(loader, s.cache_max_models, s.cache_max_bytes, s.cache_idle_seconds)
+        cache = SessionCache(
+            loader, s.cache_max_models, s.cache_max_bytes, s.cache_idle_seconds,
+            metrics=worker_metrics,
+        )  # fmt: skip
         interval = min(max(s.cache_idle_seconds / 4, 1.0), 30.0)
         threading.Thread(
             target=_sweep_forever, args=(cache, interval), name="cache-sweeper", daemon=True
@@ -149,7 +153,8 @@ class WorkerState:
         kind = found.artifact_format or "onnx"
         if kind == "onnx":
             return None
-        return self.store.unpacked(found.sha256 or "", kind, self.settings.archive_limits)
+        limits = archives.Limits.of(self.settings)
+        return self.store.unpacked(found.sha256 or "", kind, limits)
 
     def samples_path(self, digest: str) -> Path:
         """The local file of stored warmup samples."""

@@ -11,8 +11,9 @@ import time
 from flask import Response, request
 from flask_smorest import Blueprint
 
-from inference_farm.api import Farm, dataplane, farm
+from inference_farm.api import dataplane
 from inference_farm.api.auth import scope
+from inference_farm.api.context import Farm, farm
 from inference_farm.errors import InvalidInput
 from inference_farm.protocol.codec import InferRequest, build_response, parse_request
 from inference_farm.telemetry.request_ids import trace_fields

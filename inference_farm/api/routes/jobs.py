@@ -11,8 +11,9 @@ from flask import request, url_for
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate
 
-from inference_farm.api import dataplane, farm
+from inference_farm.api import dataplane
 from inference_farm.api.auth import check_model, current_key, is_admin, scope
+from inference_farm.api.context import farm
 from inference_farm.api.metrics import note_model
 from inference_farm.broker import control
 from inference_farm.broker.names import model_queue

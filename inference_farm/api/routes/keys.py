@@ -10,8 +10,8 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
-from inference_farm.api import farm
 from inference_farm.api.auth import scope
+from inference_farm.api.context import farm
 from inference_farm.errors import NotFound
 from inference_farm.registry.db import utcnow
 from inference_farm.registry.keys import SCOPES, create_key

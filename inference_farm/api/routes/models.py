@@ -8,8 +8,9 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from inference_farm.api import farm, lifecycle
+from inference_farm.api import lifecycle
 from inference_farm.api.auth import scope
+from inference_farm.api.context import farm
 from inference_farm.api.schemas import (
     ModelCreate,
     ModelOut,
@@ -22,6 +23,7 @@ from inference_farm.api.schemas import (
 )
 from inference_farm.errors import PayloadTooLarge
 from inference_farm.registry import catalog
+from inference_farm.storage import archives
 
 blp = Blueprint("models", __name__, url_prefix="/v1/models", description="Models and versions")
 
@@ -135,7 +137,7 @@ class Versions(MethodView):
             model_file=form.get("model_file") or None,
             max_bytes=settings.max_upload_bytes,
             max_elements=settings.max_tensor_elements,
-            limits=settings.archive_limits,
+            limits=archives.Limits.of(settings),
         )
         record = lifecycle.upload(
             _session(), context.store, context.celery, name, files["file"].stream, options

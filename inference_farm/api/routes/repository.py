@@ -7,8 +7,9 @@ from typing import Any
 from flask.typing import ResponseReturnValue
 from flask_smorest import Blueprint
 
-from inference_farm.api import farm, lifecycle
+from inference_farm.api import lifecycle
 from inference_farm.api.auth import scope
+from inference_farm.api.context import farm
 from inference_farm.broker import control, heartbeat
 from inference_farm.broker.names import LOAD_COMMAND
 from inference_farm.errors import InvalidInput, Unavailable, error_for_status

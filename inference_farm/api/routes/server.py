@@ -6,9 +6,9 @@ from flask.typing import ResponseReturnValue
 from flask_smorest import Blueprint
 
 from inference_farm import __version__
-from inference_farm.api import farm
 from inference_farm.api.auth import OPEN, scope
-from inference_farm.telemetry.health import readiness
+from inference_farm.api.context import farm
+from inference_farm.api.readiness import readiness
 
 blp = Blueprint("server", __name__, url_prefix="/v2", description="Server metadata and health")
 

@@ -8,8 +8,8 @@ from typing import Any
 import redis
 from flask_smorest import Blueprint
 
-from inference_farm.api import farm
 from inference_farm.api.auth import scope
+from inference_farm.api.context import farm
 from inference_farm.broker import control, heartbeat
 from inference_farm.broker.names import CACHE_COMMAND
 from inference_farm.errors import Unavailable
