@@ -11,7 +11,7 @@ from inference_farm.api.coalescer import Coalescer
 from inference_farm.api.context import Farm, farm
 from inference_farm.api.errors import FarmApi, register_error_handlers
 from inference_farm.api.ratelimit import Limiter
-from inference_farm.api.routes import infer, jobs, keys, models, repository, server, workers
+from inference_farm.api.routes import jobs, keys, models, repository, server, workers
 from inference_farm.broker.app import create_celery
 from inference_farm.broker.queues import QueueWatch
 from inference_farm.registry import Database
@@ -68,8 +68,31 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.after_request(_forget_registry_reads)
     app.teardown_appcontext(lambda _exc: db.remove())
     api = FarmApi(app)
-    blueprints = (server, repository, infer, models, jobs, keys, workers)
+    blueprints = (server, repository, models, jobs, keys, workers)
     for blueprint in (module.blp for module in blueprints):
         api.register_blueprint(blueprint)
+    _document_infer(api)
     register_error_handlers(app)
     return app
+
+
+def _document_infer(api: FarmApi) -> None:
+    """Describe OIP infer in the OpenAPI document: the ASGI lane serves it, not Flask."""
+    body = {"content": {"application/json": {"schema": {"type": "object"}}}}
+    for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
+        names = ["name", "version"] if "{version}" in path else ["name"]
+        post = {
+            "tags": ["infer"],
+            "summary": "Run inference and wait for the answer (JSON, or Triton's binary "
+            "tensor extension with Inference-Header-Content-Length)",
+            "requestBody": {"required": True, **body},
+            "responses": {"200": {"description": "The outputs", **body}},
+        }
+        parameters = [{"in": "path", "name": n, "required": True, "schema": {"type": "string"}}
+                      for n in names]  # fmt: skip
+        # apispec's Flask plugin wants a Flask rule for every path; this one has none.
+        plugins, api.spec.plugins = api.spec.plugins, []
+        try:
+            api.spec.path(path=path, operations={"post": post}, parameters=parameters)
+        finally:
+            api.spec.plugins = plugins

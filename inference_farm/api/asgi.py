@@ -1,43 +1,40 @@
 """The API as one ASGI app: OIP infer answered on the event loop, every other route by Flask.
 
 Sync inference is the hot path: here a request costs no thread and no WSGI round, and waits
-for its coalesced job as a future. It runs the same steps as the Flask view (api/infer.py)
-and answers the same way: the same auth, limits, error bodies, request ids and metrics.
+for its coalesced job as a future, through the one data plane (api/dataplane.py). The error
+bodies, request ids and metrics are the ones Flask's routes give.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
 from a2wsgi import WSGIMiddleware
 from flask import Flask
 
-from inference_farm.api import dataplane
 from inference_farm.api.app import create_app
-from inference_farm.api.auth import bearer, key_for, quick_key
 from inference_farm.api.context import Farm
+from inference_farm.api.dataplane import DataPlane
 from inference_farm.api.errors import INTERNAL, error_headers, log_farm_error
 from inference_farm.api.metrics import UNLABELLED
-from inference_farm.api.routes import infer as oip
-from inference_farm.errors import FarmError, PayloadTooLarge
+from inference_farm.errors import FarmError, InvalidInput, PayloadTooLarge
+from inference_farm.protocol.codec import build_response, parse_request
+from inference_farm.protocol.request import InferRequest
 from inference_farm.settings import Settings, get_settings
 from inference_farm.telemetry import metrics, request_ids
-from inference_farm.telemetry.request_ids import trace_fields
 
 log = logging.getLogger(__name__)
 # Flask's <name> matches one path segment; these are its rules, used as metric labels.
 INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 ROUTE = "/v2/models/<name>/infer"
 ROUTE_VERSION = "/v2/models/<name>/versions/<version>/infer"
+HEADER_LENGTH = "Inference-Header-Content-Length"
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -48,14 +45,12 @@ class _Gone(Exception):
 
 
 class InferLane:
-    """POST /v2/models/{m}[/versions/{v}]/infer on the event loop."""
+    """POST /v2/models/{m}[/versions/{v}]/infer on the event loop: HTTP framing around the
+    one data plane (the body, the request id, the error body, the metrics)."""
 
     def __init__(self, context: Farm) -> None:
-        self.farm = context
+        self.plane = DataPlane(context)
         self.settings = context.settings
-        # Registry reads on a cache miss, rate limits and uncoalesced waits block: they run
-        # here, never on the loop.
-        self.threads = ThreadPoolExecutor(context.settings.api_threads, "infer-lane")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one infer request."""
@@ -95,58 +90,36 @@ class InferLane:
     async def _infer(
         self, receive: Receive, headers: dict[str, str], name: str, version: str | None
     ) -> tuple[bytes, dict[str, str]]:
-        context, settings = self.farm, self.settings
         authorization = headers.get("authorization", "")
-        if quick_key(context, authorization, "infer", name) is None:
-            where = f"POST {_path(name, version)}"
-            await self._blocking(key_for, context, authorization, "infer", name, where)
-        elif context.registry.key_refresh_due(bearer(authorization)):
-            self._in_background(context.registry.refresh_key, bearer(authorization))
-        raw = await _read_body(receive, headers, settings.max_request_bytes)
-        parsed = oip.read_request(
-            raw, headers.get("inference-header-content-length"), settings.max_tensor_elements
+        await self.plane.authorize(authorization, name, f"POST {_path(name, version)}")
+        raw = await _read_body(receive, headers, self.settings.max_request_bytes)
+        parsed = read_request(
+            raw, headers.get("inference-header-content-length"), self.settings.max_tensor_elements
         )
-        deadline = oip.deadline_of(parsed, settings.request_timeout)
-        found = context.registry.cached_served(name, version)
-        if found is not None:
-            prepared = dataplane.check(found, name, parsed, settings)
-            if context.registry.versions.claim_refresh((name, version)):
-                self._in_background(context.registry.refresh_served, name, version)
-        else:
-            prepared = await self._blocking(oip.prepare, context, name, version, parsed)
-        priority = oip.priority_of(parsed)
-        if settings.coalesce_requests:
-            reply = await context.coalescer.infer(prepared, deadline, priority, trace_fields())
-        else:
-            reply = await self._blocking(
-                oip.wait_uncoalesced, context, prepared, deadline, priority
+        return render(name, parsed, await self.plane.infer(name, version, parsed))
+
+
+def read_request(body: bytes, raw_length: str | None, max_elements: int) -> InferRequest:
+    """The infer request in body: JSON, or JSON plus binary tensor data (Triton's extension)."""
+    header_length = None
+    if raw_length is not None:
+        if not raw_length.isdigit():
+            raise InvalidInput(
+                f"{HEADER_LENGTH} must be a non-negative integer, got {raw_length!r}"
             )
-        return oip.render(name, parsed, reply)
+        header_length = int(raw_length)
+    return parse_request(body, header_length, max_elements=max_elements)
 
-    async def _blocking(self, work: Callable[..., Any], *args: Any) -> Any:
-        """work(*args) on the lane's threads, with this request's context (its request id)."""
-        call = functools.partial(contextvars.copy_context().run, self._released, work, *args)
-        return await asyncio.get_running_loop().run_in_executor(self.threads, call)
 
-    def _in_background(self, refresh: Callable[..., Any], *args: Any) -> None:
-        """refresh(session, *args) on the lane's threads, unawaited: a cached registry entry
-        past half its life is read afresh before it expires, off every request's path."""
-
-        def run() -> None:
-            try:
-                refresh(self.farm.db.session(), *args)
-            except Exception as exc:  # the entry is dropped; the next request reads it
-                log.info("refreshing a cached registry entry failed: %s", exc)
-            finally:
-                self.farm.db.remove()
-
-        self.threads.submit(run)
-
-    def _released(self, work: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return work(*args)
-        finally:
-            self.farm.db.remove()  # the thread's session, if the work opened one
+def render(name: str, parsed: InferRequest, reply: dict) -> tuple[bytes, dict[str, str]]:
+    """The response body to a worker's reply and its headers: JSON, or with binary outputs."""
+    body, header_length = build_response(
+        name, reply["model_version"], parsed.id, reply["outputs"], parsed.outputs,
+        binary_default=parsed.binary_data_output,
+    )  # fmt: skip
+    if header_length is None:
+        return body, dict(_JSON)
+    return body, {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(header_length)}
 
 
 _JSON = {"Content-Type": "application/json"}
@@ -201,13 +174,14 @@ def create_asgi(settings: Settings | None = None) -> Callable[..., Awaitable[Non
     wsgi = WSGIMiddleware(flask_app, workers=settings.api_threads)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and INFER_PATH.fullmatch(scope["path"])
-        ):
-            await lane(scope, receive, send)
-        elif scope["type"] == "http":
+        if scope["type"] != "http":
+            return
+        if not INFER_PATH.fullmatch(scope["path"]):
             await wsgi(scope, receive, send)
+        elif scope["method"] == "POST":
+            await lane(scope, receive, send)
+        else:
+            error = {"error": f"{scope['method']} is not allowed here: send POST"}
+            await _respond(send, 405, _json(error), {**_JSON, "Allow": "POST"})
 
     return app

@@ -13,14 +13,14 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from celery import Celery
 
-from inference_farm.api import dataplane
+from inference_farm.api import enqueue
 from inference_farm.broker.connections import async_redis_client
 from inference_farm.broker.names import INFER_BATCH_TASK
 from inference_farm.broker.publisher import Publisher
@@ -38,7 +38,7 @@ REDIS_TIMEOUT_S = 5.0
 class _Waiter:
     """One HTTP request waiting for its part of a coalesced job."""
 
-    prepared: dataplane.Prepared
+    prepared: enqueue.Prepared
     deadline: float
     trace: dict[str, Any]
     future: asyncio.Future
@@ -84,7 +84,6 @@ class Coalescer:
         self._publisher: Publisher | None = None
         self._bind_lock = threading.Lock()
         self._sending: set[asyncio.Task] = set()
-        self._own_loop = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Run on loop from now on (the API server's loop, at its start)."""
@@ -94,7 +93,7 @@ class Coalescer:
             self._loop = loop
 
     async def infer(
-        self, prepared: dataplane.Prepared, deadline: float, priority: int, trace: dict
+        self, prepared: enqueue.Prepared, deadline: float, priority: int, trace: dict
     ) -> dict:
         """The worker's reply to one request, sent along with whatever else is waiting."""
         loop = asyncio.get_running_loop()
@@ -111,31 +110,12 @@ class Coalescer:
         except asyncio.CancelledError:  # the client went away: send nothing more for it
             self._abandon(lane, waiter)
             raise
-        return dataplane.answer(reply, waiter.task_id or "")
-
-    def infer_blocking(
-        self, prepared: dataplane.Prepared, deadline: float, priority: int, trace: dict
-    ) -> dict:
-        """infer() for a caller outside the event loop: waits in the calling thread."""
-        return self.call(self.infer(prepared, deadline, priority, trace))
-
-    def call(self, work: Coroutine[Any, Any, Any]) -> Any:
-        """Run work on this coalescer's loop from another thread; its result or error."""
-        with self._bind_lock:
-            if self._loop is None:
-                self._loop, self._own_loop = _loop_thread(), True
-        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+        return enqueue.answer(reply, waiter.task_id or "")
 
     def close(self) -> None:
-        """Stop the loop thread that call() started, if it did; a bound loop is its owner's."""
+        """Forget the bound loop; the loop, and the tasks on it, belong to its owner."""
         with self._bind_lock:
-            loop = self._loop if self._own_loop else None
-            if loop is None:
-                return
-            self._loop, self._own_loop = None, False
-        # Cancelled first, so that the reply reader closes its Redis client as it ends.
-        asyncio.run_coroutine_threadsafe(_cancel_others(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
+            self._loop = None
 
     def _lane(self, model: str, version: str, priority: int) -> _Lane:
         key = (model, version, priority)
@@ -210,7 +190,7 @@ class Coalescer:
             await self._publisher_for().publish(
                 queue, BATCH_TASK, payload, task_id=task_id, ignore_result=True,
                 serializer="msgpack",  # raw tensor bytes: measured half the cost of JSON
-                priority=dataplane.MAX_PRIORITY - lane.priority,  # on Redis 0 goes first
+                priority=enqueue.MAX_PRIORITY - lane.priority,  # on Redis 0 goes first
                 argsrepr=f"({lane.model!r}, {lane.version!r}, {len(batch)} x {shapes!r})",
                 kwargsrepr="{}",
             )  # fmt: skip
@@ -221,13 +201,13 @@ class Coalescer:
 
     async def _check_queue(self, model: str) -> str:
         """model's queue; 503 when no live worker serves it, 429 when it is full."""
-        queue = dataplane.model_queue(model)
+        queue = enqueue.model_queue(model)
         if not self.watch.consumed(queue):
             loop = asyncio.get_running_loop()
             if not await loop.run_in_executor(None, self.watch.serves, queue):
-                raise dataplane.no_worker(model, queue)
+                raise enqueue.no_worker(model, queue)
         if await self.watch.full_async(queue, self.max_queue_length, self._publisher_for().client):
-            raise dataplane.queue_full(model, self.max_queue_length)
+            raise enqueue.queue_full(model, self.max_queue_length)
         return queue
 
     def _publisher_for(self) -> Publisher:
@@ -312,26 +292,6 @@ def _group(waiters: list[_Waiter]) -> dict[str, Any]:
         "rows": [waiter.prepared.rows for waiter in waiters],
         "requests": [{"deadline": waiter.deadline, **waiter.trace} for waiter in waiters],
     }
-
-
-def _loop_thread() -> asyncio.AbstractEventLoop:
-    """A new event loop running in a daemon thread, closed once stopped."""
-    loop = asyncio.new_event_loop()
-
-    def run() -> None:
-        loop.run_forever()
-        loop.close()
-
-    threading.Thread(target=run, name="coalescer-loop", daemon=True).start()
-    return loop
-
-
-async def _cancel_others() -> None:
-    """Cancel every other task on the running loop and wait for them to end."""
-    others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-    for task in others:
-        task.cancel()
-    await asyncio.gather(*others, return_exceptions=True)
 
 
 def _replies(reply: Any, count: int) -> list[dict[str, Any]]:

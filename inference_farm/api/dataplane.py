@@ -1,225 +1,118 @@
-"""The data plane shared by sync infer and jobs: check a request, queue it, wait for it."""
+"""The one data plane of sync inference: authorize, check, send (coalesced or not), wait.
+
+Every transport parses its own request into an InferRequest, calls DataPlane.infer once,
+and renders the worker's reply in its own format: the REST lane (api/asgi.py) and the gRPC
+servicer alike. Registry reads on a cache miss, rate limits and uncoalesced waits block,
+so they run on the plane's threads, never on the event loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from celery import Celery
-from celery.exceptions import TimeoutError as CeleryTimeout
-from sqlalchemy.orm import Session
-
-from inference_farm.broker.names import INFER_TASK, model_queue
-from inference_farm.broker.queues import QueueWatch
-from inference_farm.errors import (
-    Conflict,
-    DeadlineExceeded,
-    InvalidInput,
-    RateLimited,
-    Unavailable,
-    error_for_status,
-)
-from inference_farm.protocol.codec import InferRequest, validate
-from inference_farm.protocol.packing import pack
-from inference_farm.registry.cached import RegistryCache, Served, read_served
-from inference_farm.settings import Settings
-from inference_farm.telemetry.metrics import rate_limited
+from inference_farm.api import enqueue
+from inference_farm.api.auth import bearer, key_for, quick_key
+from inference_farm.api.context import Farm
+from inference_farm.errors import InvalidInput
+from inference_farm.protocol.request import InferRequest
 from inference_farm.telemetry.request_ids import trace_fields
 
 log = logging.getLogger(__name__)
-MAX_PRIORITY = 9
+MICROSECONDS = 1e6
 
 
-@dataclass
-class Prepared:
-    """A checked request, ready to travel as a Celery job."""
-
-    model: str
-    version: str
-    request: InferRequest
-    outputs: list[str] | None = None  # the outputs it asks for; None: every output
-    shapes: str = field(default="")
-    rows: int = 1
-    max_rows: int = 1  # rows one coalesced job may carry; 1 when the model cannot stack
-    max_delay_s: float = 0.0  # how long a coalesced job may wait to fill before it is sent
-
-    @functools.cached_property
-    def payload(self) -> dict[str, Any]:
-        """The request as a job of its own: model, version, packed inputs, wanted outputs."""
-        inputs = {
-            tensor.name: pack(tensor.array, tensor.datatype) for tensor in self.request.inputs
-        }
-        return {
-            "model": self.model,
-            "version": self.version,
-            "inputs": inputs,
-            "outputs": self.outputs,
-        }
-
-    @functools.cached_property
-    def stack_key(self) -> tuple | None:
-        """Requests with equal keys may be stacked along dim 0 into one tensor per input
-        (same inputs, datatypes, non-batch dims and wanted outputs); None: never stacked."""
-        if self.max_rows <= 1:
-            return None
-        inputs = self.request.inputs
-        if len({t.array.shape[0] if t.array.ndim else 0 for t in inputs}) != 1 or self.rows < 1:
-            return None
-        shapes = tuple((t.name, t.datatype, t.array.shape[1:]) for t in inputs)
-        return shapes, tuple(self.outputs) if self.outputs is not None else None
-
-
-def prepare(
-    session: Session,
-    name: str,
-    version: str | None,
-    request: InferRequest,
-    registry: RegistryCache | None = None,
-    defaults: Settings | None = None,
-) -> Prepared:
-    """Resolve the version and check the request against its signature (400 before enqueue)."""
-    found = (
-        registry.served(session, name, version) if registry else read_served(session, name, version)
-    )
-    return check(found, name, request, defaults)
-
-
-def check(
-    found: Served, name: str, request: InferRequest, defaults: Settings | None = None
-) -> Prepared:
-    """The request for version found of model name, checked against its status and signature;
-    its batching limits are the model's, else those of defaults (none: never coalesced)."""
-    if found.status == "pending":  # validation is under way: worth retrying shortly
-        error = Unavailable(f"version {found.version} of model {name!r} is still being validated")
-        error.retry_after = 5
-        raise error
-    if found.status != "ready":  # failed: retrying cannot help
-        reason = f": {found.error}" if found.error else ""
-        raise Conflict(f"version {found.version} of model {name!r} is {found.status}{reason}")
-    validate(request, found.signature)
-    outputs = [output.name for output in request.outputs] if request.outputs else None
-    shapes = " ".join(f"{t.name}:{t.datatype}{list(t.array.shape)}" for t in request.inputs)
-    rows = {t.array.shape[0] if t.array.ndim else 0 for t in request.inputs}
-    max_rows = (
-        (found.max_batch_size or (defaults.max_batch_size if defaults else 1))
-        if found.batchable
-        else 1
-    )
-    delay_ms = found.max_queue_delay_ms
-    if delay_ms is None:
-        delay_ms = defaults.max_queue_delay_ms if defaults else 0.0
-    return Prepared(
-        name, found.version, request, outputs, shapes, max(rows | {1}), max_rows, delay_ms / 1000
-    )
-
-
-def check_priority(priority: object) -> int:
-    """priority, if an integer within 0-9 (9 most urgent); else InvalidInput."""
-    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
+def deadline_of(parsed: InferRequest, default_timeout: float) -> float:
+    """Epoch seconds the answer is due by: parameters.timeout (µs, as in Triton) or the default."""
+    timeout = parsed.parameters.get("timeout")
+    if timeout is None:
+        return time.time() + default_timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         raise InvalidInput(
-            f"priority must be an integer from 0 to {MAX_PRIORITY}, got {priority!r}"
+            f"parameters.timeout must be a positive number of microseconds, got {timeout!r}"
         )
-    return priority
+    return time.time() + timeout / MICROSECONDS
 
 
-def submit(
-    celery: Celery,
-    watch: QueueWatch,
-    prepared: Prepared,
-    deadline: float | None,
-    max_queue_length: int,
-    priority: int = 5,
-    task_id: str | None = None,
-) -> str:
-    """Queue the request on its model's queue; the task id. 503 if no worker, 429 if full."""
-    payload = {**prepared.payload, "deadline": deadline, "job_id": task_id, **trace_fields()}
-    argsrepr = f"({prepared.model!r}, {prepared.version!r}, {prepared.shapes!r})"
-    return publish(
-        celery, watch, INFER_TASK, payload, prepared.model, max_queue_length,
-        priority=priority, task_id=task_id, argsrepr=argsrepr,
-    )  # fmt: skip
+def priority_of(parsed: InferRequest) -> int:
+    """parameters.priority, 0-9 (9, the default, most urgent)."""
+    return enqueue.check_priority(parsed.parameters.get("priority", enqueue.MAX_PRIORITY))
 
 
-def publish(
-    celery: Celery,
-    watch: QueueWatch,
-    task: str,
-    payload: dict[str, Any],
-    model: str,
-    max_queue_length: int,
-    *,
-    priority: int,
-    argsrepr: str,
-    task_id: str | None = None,
-) -> str:
-    """Send task with payload to model's queue; the task id. 503 if no worker, 429 if full."""
-    queue = model_queue(model)
-    if not watch.serves(queue):
-        raise no_worker(model, queue)
-    if watch.full(queue, max_queue_length):
-        raise queue_full(model, max_queue_length)
-    try:
-        result = celery.send_task(
-            task,
-            args=[payload],
-            queue=queue,
-            task_id=task_id,
-            priority=MAX_PRIORITY - check_priority(priority),  # on Redis 0 goes first
-            argsrepr=argsrepr,
-            kwargsrepr="{}",
+class DataPlane:
+    """Sync inference for one API process, on its event loop and its threads."""
+
+    def __init__(self, context: Farm) -> None:
+        self.farm = context
+        self.settings = context.settings
+        self.threads = ThreadPoolExecutor(context.settings.api_threads, "data-plane")
+
+    async def authorize(self, authorization: str, name: str, where: str) -> None:
+        """401, 403 or 429 unless the Authorization header's key may infer with model name."""
+        context = self.farm
+        if quick_key(context, authorization, "infer", name) is None:
+            await self.blocking(key_for, context, authorization, "infer", name, where)
+        elif context.registry.key_refresh_due(bearer(authorization)):
+            self.in_background(context.registry.refresh_key, bearer(authorization))
+
+    async def infer(self, name: str, version: str | None, parsed: InferRequest) -> dict:
+        """The worker's reply to parsed for model name (and version); a FarmError otherwise."""
+        context, settings = self.farm, self.settings
+        deadline = deadline_of(parsed, settings.request_timeout)
+        found = context.registry.cached_served(name, version)
+        if found is not None:
+            prepared = enqueue.check(found, name, parsed, settings)
+            if context.registry.versions.claim_refresh((name, version)):
+                self.in_background(context.registry.refresh_served, name, version)
+        else:
+            prepared = await self.blocking(self._prepare, name, version, parsed)
+        priority = priority_of(parsed)
+        if settings.coalesce_requests:
+            return await context.coalescer.infer(prepared, deadline, priority, trace_fields())
+        return await self.blocking(self._uncoalesced, prepared, deadline, priority)
+
+    def _prepare(self, name: str, version: str | None, parsed: InferRequest) -> enqueue.Prepared:
+        context = self.farm
+        return enqueue.prepare(
+            context.db.session(), name, version, parsed, context.registry, context.settings
         )
-    except Exception as exc:
-        reason = f"could not queue the request: the broker did not answer ({exc})"
-        raise Unavailable(reason) from None
-    watch.sent(queue)
-    return result.id
 
+    def _uncoalesced(self, prepared: enqueue.Prepared, deadline: float, priority: int) -> dict:
+        """The reply to a request sent as a job of its own, through the result backend."""
+        context = self.farm
+        task_id = enqueue.submit(
+            context.celery, context.queues, prepared, deadline, context.settings.max_queue_length,
+            priority=priority,
+        )  # fmt: skip
+        return enqueue.wait(context.celery, task_id, deadline)
 
-def no_worker(model: str, queue: str) -> Unavailable:
-    """The error of a request for a model no live worker serves."""
-    error = Unavailable(f"no live worker serves model {model!r} (queue {queue})")
-    error.retry_after = 5
-    return error
+    async def blocking(self, work: Callable[..., Any], *args: Any) -> Any:
+        """work(*args) on the plane's threads, with this request's context (its request id)."""
+        call = functools.partial(contextvars.copy_context().run, self._released, work, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.threads, call)
 
+    def in_background(self, refresh: Callable[..., Any], *args: Any) -> None:
+        """refresh(session, *args) on the plane's threads, unawaited: a cached registry entry
+        past half its life is read afresh before it expires, off every request's path."""
 
-def queue_full(model: str, max_queue_length: int) -> RateLimited:
-    """The error of a request for a model whose queue is full (and its count)."""
-    rate_limited("queue_full")
-    return RateLimited(f"the queue of model {model!r} is full ({max_queue_length} jobs waiting)")
+        def run() -> None:
+            try:
+                refresh(self.farm.db.session(), *args)
+            except Exception as exc:  # the entry is dropped; the next request reads it
+                log.info("refreshing a cached registry entry failed: %s", exc)
+            finally:
+                self.farm.db.remove()
 
+        self.threads.submit(run)
 
-def wait(celery: Celery, task_id: str, deadline: float) -> dict[str, Any]:
-    """The worker's answer to a queued request; 504 with the job id past the deadline."""
-    return answer(wait_reply(celery, task_id, deadline), task_id)
-
-
-def wait_reply(celery: Celery, task_id: str, deadline: float) -> Any:
-    """The worker's raw reply to a task, read once; 504 past the deadline, 503 on no backend."""
-    timeout = max(deadline - time.time(), 0.001)
-    result = celery.AsyncResult(task_id)
-    try:
-        reply = result.get(timeout=timeout, propagate=False)
-    except CeleryTimeout:
-        raise DeadlineExceeded(
-            f"no answer within {timeout:.3g}s; the job will not run after its deadline",
-            job_id=task_id,
-        ) from None
-    except Exception as exc:
-        raise Unavailable(f"lost the result backend while waiting: {exc}", job_id=task_id) from None
-    # A sync answer is read once: keeping it for result_expires would only fill Redis.
-    result.forget()
-    return reply
-
-
-def answer(reply: Any, task_id: str) -> dict[str, Any]:
-    """A worker's reply, or the error it carries as the matching FarmError."""
-    if not isinstance(reply, dict):
-        raise error_for_status(500, f"the job ended without a result ({reply!r})")
-    if not reply.get("ok"):
-        error = error_for_status(int(reply.get("status", 500)), str(reply.get("error")))
-        error.extra = {"job_id": task_id}
-        raise error
-    return reply
+    def _released(self, work: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return work(*args)
+        finally:
+            self.farm.db.remove()  # no connection held while waiting for the worker

@@ -20,7 +20,7 @@ from inference_farm.cli.embedded_redis import free_port
 from inference_farm.registry import Base, Database
 from inference_farm.registry.migrate import upgrade
 from inference_farm.settings import Settings, load_settings
-from tests.integration.helpers import Bearer, authorized, new_admin_key
+from tests.integration.helpers import Bearer, LiveClient, authorized, new_admin_key
 from tests.services import (
     ServiceMissing,
     kill_group,
@@ -220,3 +220,11 @@ def _live(url: str) -> bool:
         return httpx.get(url + "/v2/health/live", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@pytest.fixture
+def live(api_url: str, admin_key: str) -> Iterator[LiveClient]:
+    """The real API (where sync infer is answered) as a test client, sending an admin key."""
+    client = LiveClient(api_url, admin_key)
+    yield client
+    client.close()

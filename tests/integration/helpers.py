@@ -130,3 +130,45 @@ def settled_http(url: str, key: str, name: str, version: str) -> dict:
             return record
         time.sleep(0.1)
     raise AssertionError(f"{name} {version} still pending after {WAIT_S}s")
+
+
+class LiveResponse:
+    """An httpx response read the way Flask's test client reads its own."""
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self.data = response.content
+
+    def get_json(self) -> Any:
+        """The body as JSON, or None when it is not JSON."""
+        try:
+            return self.response.json()
+        except ValueError:
+            return None
+
+
+class LiveClient:
+    """A real `inference-farm api` over HTTP, with the test client's post(): sync infer is
+    answered by the server's event loop, which Flask's test client never reaches."""
+
+    def __init__(self, url: str, key: str | None) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.http = httpx.Client(base_url=url, headers=headers, timeout=60)
+
+    def post(
+        self, path: str, json: Any = None, data: bytes | None = None,
+        content_type: str | None = None, headers: dict[str, str] | None = None,
+    ) -> LiveResponse:  # fmt: skip
+        """POST path as the test client would, to the real server."""
+        headers = dict(headers or {})
+        if content_type:
+            headers["Content-Type"] = content_type
+        return LiveResponse(self.http.post(path, json=json, content=data, headers=headers))
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self.http.close()

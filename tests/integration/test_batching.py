@@ -20,7 +20,7 @@ from inference_farm.broker.names import model_queue
 from inference_farm.protocol.packing import pack, unpack
 from inference_farm.settings import Settings
 from tests import onnx_models
-from tests.integration.helpers import authorized, model_bytes, settled, upload
+from tests.integration.helpers import LiveClient, model_bytes, settled, upload
 
 CLIENTS = 12
 WAIT_FOR_BATCH_MS = 300  # the worker waits this long to fill a batch, so requests meet
@@ -38,13 +38,11 @@ def body(array: np.ndarray, **parameters: Any) -> dict:
     return {"inputs": [{**tensor, "data": array.ravel().tolist()}], "parameters": parameters}
 
 
-def concurrently(api: FlaskClient, name: str, bodies: list[dict]) -> list[tuple[int, dict]]:
-    """POST every body at once, each from its own client of the same app."""
-    key = api.environ_base["HTTP_AUTHORIZATION"].removeprefix("Bearer ")
+def concurrently(live: LiveClient, name: str, bodies: list[dict]) -> list[tuple[int, dict]]:
+    """POST every body at once to the real API, each on its own thread."""
 
     def post(one: dict) -> tuple[int, dict]:
-        client = authorized(api.application, key)
-        response = client.post(f"/v2/models/{name}/infer", json=one)
+        response = live.post(f"/v2/models/{name}/infer", json=one)
         return response.status_code, response.get_json()
 
     with ThreadPoolExecutor(len(bodies)) as pool:
@@ -61,12 +59,14 @@ def output_of(answer: dict) -> np.ndarray:
     return np.array(output["data"], np.float32).reshape(output["shape"])
 
 
-def test_batched_answers_equal_unbatched_ones(api: FlaskClient, worker: subprocess.Popen) -> None:
+def test_batched_answers_equal_unbatched_ones(
+    live: LiveClient, api: FlaskClient, worker: subprocess.Popen
+) -> None:
     content = model_bytes(onnx_models.tiny_mlp(features=4, outputs=3, seed=5))
     ready(api, "tiny", content, max_queue_delay_ms=WAIT_FOR_BATCH_MS)
     rng = np.random.default_rng(11)
     arrays = [rng.standard_normal((int(rng.integers(1, 4)), 4), np.float32) for _ in range(CLIENTS)]
-    answers = concurrently(api, "tiny", [body(a) for a in arrays])
+    answers = concurrently(live, "tiny", [body(a) for a in arrays])
     run = in_process(content)
     for array, (status, answer) in zip(arrays, answers, strict=True):
         assert status == 200, answer
@@ -84,34 +84,38 @@ def free_width() -> bytes:
     return model_bytes(onnx_models.model_of(graph))
 
 
-def test_mixed_shapes_each_get_their_own_answer(api: FlaskClient, worker: subprocess.Popen) -> None:
+def test_mixed_shapes_each_get_their_own_answer(
+    live: LiveClient, api: FlaskClient, worker: subprocess.Popen
+) -> None:
     ready(api, "widths", free_width(), max_queue_delay_ms=WAIT_FOR_BATCH_MS)
     rng = np.random.default_rng(2)
     arrays = [rng.standard_normal((1 + i % 2, 2 + i % 3), np.float32) for i in range(CLIENTS)]
-    answers = concurrently(api, "widths", [body(a) for a in arrays])
+    answers = concurrently(live, "widths", [body(a) for a in arrays])
     for array, (status, answer) in zip(arrays, answers, strict=True):
         assert status == 200, answer
         np.testing.assert_array_equal(output_of(answer), np.maximum(array, 0))
 
 
 def test_a_model_with_a_fixed_batch_dim_is_never_stacked(
-    api: FlaskClient, worker: subprocess.Popen
+    live: LiveClient, api: FlaskClient, worker: subprocess.Popen
 ) -> None:
     # Stacking two [3, 4] requests would feed [6, 4], which this model refuses.
     ready(api, "fixed", model_bytes(onnx_models.fixed_no_batch()), max_queue_delay_ms=100)
     arrays = [np.full((3, 4), i - 3, np.float32) for i in range(6)]
-    answers = concurrently(api, "fixed", [body(a) for a in arrays])
+    answers = concurrently(live, "fixed", [body(a) for a in arrays])
     for array, (status, answer) in zip(arrays, answers, strict=True):
         assert status == 200, answer
         np.testing.assert_array_equal(output_of(answer), np.maximum(array, 0))
 
 
-def test_a_bad_request_is_refused_alone(api: FlaskClient, worker: subprocess.Popen) -> None:
+def test_a_bad_request_is_refused_alone(
+    live: LiveClient, api: FlaskClient, worker: subprocess.Popen
+) -> None:
     content = model_bytes(onnx_models.tiny_mlp())
     ready(api, "tiny", content, max_queue_delay_ms=WAIT_FOR_BATCH_MS)
     good = [np.full((1, 4), i, np.float32) for i in range(5)]
     bad = body(good[0]) | {"outputs": [{"name": "nope"}]}
-    answers = concurrently(api, "tiny", [body(a) for a in good] + [bad])
+    answers = concurrently(live, "tiny", [body(a) for a in good] + [bad])
     run = in_process(content)
     for array, (status, answer) in zip(good, answers[:-1], strict=True):
         assert status == 200, answer
@@ -148,14 +152,14 @@ def test_a_request_that_fails_on_the_worker_fails_alone(
 
 @pytest.mark.parametrize("seconds", [0.3])
 def test_each_request_keeps_its_own_timeout_inside_a_batch(
-    api: FlaskClient, worker: subprocess.Popen, seconds: float
+    live: LiveClient, api: FlaskClient, worker: subprocess.Popen, seconds: float
 ) -> None:
     content = model_bytes(onnx_models.tiny_mlp())
     # The worker waits a second to fill each batch: longer than the short request may wait.
     ready(api, "tiny", content, max_queue_delay_ms=1000, max_batch_size=64)
     x = np.ones((1, 4), np.float32)
     short = body(x, timeout=int(seconds * 1e6))
-    answers = concurrently(api, "tiny", [short, body(x), body(x)])
+    answers = concurrently(live, "tiny", [short, body(x), body(x)])
     status, answer = answers[0]
     assert status == 504, answer
     assert answer["error"].startswith(("no answer within", "the job expired")), answer

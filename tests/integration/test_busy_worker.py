@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from inference_farm.api import create_app
 from inference_farm.settings import Settings
 from tests import onnx_models
-from tests.integration.helpers import model_bytes, settled, upload
+from tests.integration.helpers import LiveClient, model_bytes, settled, upload
 from tests.services import wait_for
 
 WIDTH, LAYERS = 1024, 512  # about 7 s of work in one run: longer than the checks below
@@ -19,7 +19,7 @@ BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, WIDTH], "data"
 
 
 def test_a_worker_busy_with_a_long_batch_still_serves_its_queue(
-    api: FlaskClient, worker: subprocess.Popen, farm_settings: Settings
+    api: FlaskClient, live: LiveClient, worker: subprocess.Popen, farm_settings: Settings
 ) -> None:
     model = model_bytes(onnx_models.slow_model(WIDTH, LAYERS))
     assert upload(api, "slow", model).status_code == 202
@@ -33,7 +33,7 @@ def test_a_worker_busy_with_a_long_batch_still_serves_its_queue(
     # until the run ends.
     answered: list[int] = []
     busy = threading.Thread(
-        target=lambda: answered.append(api.post("/v2/models/slow/infer", json=BODY).status_code)
+        target=lambda: answered.append(live.post("/v2/models/slow/infer", json=BODY).status_code)
     )
     busy.start()
     time.sleep(0.5)  # for the job to reach the worker

@@ -11,7 +11,7 @@ import msgpack
 import numpy as np
 import redis
 
-from inference_farm.api import dataplane
+from inference_farm.api import enqueue
 from inference_farm.api.coalescer import Coalescer
 from inference_farm.broker.app import create_celery
 from inference_farm.broker.names import model_queue
@@ -25,10 +25,10 @@ QUEUE = model_queue("m")
 PRIORITY = 9  # sync requests run at 9: kombu priority 0, the bare queue name
 
 
-def prepared(value: float, max_rows: int = 32, delay_s: float = 0.0) -> dataplane.Prepared:
+def prepared(value: float, max_rows: int = 32, delay_s: float = 0.0) -> enqueue.Prepared:
     body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [value, 0]}]}
     parsed = parse_request(json.dumps(body).encode(), None)
-    return dataplane.Prepared("m", "1.0.0", parsed, None, "", 1, max_rows, delay_s)
+    return enqueue.Prepared("m", "1.0.0", parsed, None, "", 1, max_rows, delay_s)
 
 
 def coalescer_for(settings: Settings) -> Coalescer:
@@ -46,7 +46,7 @@ def published(settings: Settings) -> list[dict]:
     return [msgpack.unpackb(base64.b64decode(m["body"]))[0][0] for m in reversed(messages)]
 
 
-def run_requests(coalescer: Coalescer, requests: list[dataplane.Prepared], gap_s: float) -> list:
+def run_requests(coalescer: Coalescer, requests: list[enqueue.Prepared], gap_s: float) -> list:
     async def scenario() -> list:
         tasks = []
         for index, request in enumerate(requests):

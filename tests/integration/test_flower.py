@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from inference_farm.cli.embedded_redis import free_port
 from tests import onnx_models
 from tests.conftest import CLOSED_REDIS
-from tests.integration.helpers import model_bytes, settled, upload
+from tests.integration.helpers import LiveClient, model_bytes, settled, upload
 from tests.services import kill_group, wait_for
 
 AUTH = ("ops", "flower-pw")
@@ -75,7 +75,7 @@ def _infer_task(url: str) -> dict | None:
 
 
 def test_flower_lists_the_workers_and_an_inference_that_just_ran(
-    api: FlaskClient, worker: subprocess.Popen, flower_url: str
+    api: FlaskClient, live: LiveClient, worker: subprocess.Popen, flower_url: str
 ) -> None:
     # Up before the upload, so that the worker hears the new model's announcement.
     assert wait_for(lambda: _farm_worker(flower_url) is not None, timeout=60, interval=1.0)
@@ -93,7 +93,7 @@ def test_flower_lists_the_workers_and_an_inference_that_just_ran(
     def seen() -> bool:
         # Flower turns task events on every 5 s, so an inference made before its first
         # call reaches the worker goes unseen; make one per look until one shows.
-        assert api.post("/v2/models/tiny/infer", json=BODY).status_code == 200
+        assert live.post("/v2/models/tiny/infer", json=BODY).status_code == 200
         return _infer_task(flower_url) is not None
 
     assert wait_for(seen, timeout=60, interval=1.0)

@@ -17,6 +17,7 @@ from inference_farm.broker.queues import FULL_CHECK_S, QueueWatch
 from inference_farm.settings import load_settings
 from tests import onnx_models
 from tests.integration.helpers import (
+    LiveClient,
     authorized,
     client_for,
     model_bytes,
@@ -50,7 +51,7 @@ def poll(api: FlaskClient, job_id: str, timeout: float = 60) -> dict[str, Any]:
     raise AssertionError(f"job {job_id} did not end: {job}")
 
 
-def test_submit_then_poll_gets_the_result(api: FlaskClient, tiny: str) -> None:
+def test_submit_then_poll_gets_the_result(api: FlaskClient, live: LiveClient, tiny: str) -> None:
     response = api.post("/v1/jobs", json=JOB)
     assert response.status_code == 202, response.get_json()
     ref = response.get_json()
@@ -60,7 +61,7 @@ def test_submit_then_poll_gets_the_result(api: FlaskClient, tiny: str) -> None:
     assert (job["model"], job["version"], job["attempts"]) == ("tiny", "1.0.0", 1)
     assert job["started_at"] and job["finished_at"]
     [output] = job["result"]["outputs"]
-    sync = api.post("/v2/models/tiny/infer", json={"inputs": JOB["inputs"]}).get_json()
+    sync = live.post("/v2/models/tiny/infer", json={"inputs": JOB["inputs"]}).get_json()
     assert output == sync["outputs"][0]
 
 
@@ -157,9 +158,9 @@ def test_the_queue_full_check_counts_jobs_sent_since_its_last_read(broker_url: s
     assert watch.full(queue, 2)
 
 
-def test_no_live_worker_gets_503(api: FlaskClient, farm_settings: Any) -> None:
+def test_no_live_worker_gets_503(api: FlaskClient, live: LiveClient, farm_settings: Any) -> None:
     ready_version(farm_settings.effective_database_url, "orphan")
-    response = api.post("/v2/models/orphan/infer", json={"inputs": JOB["inputs"]})
+    response = live.post("/v2/models/orphan/infer", json={"inputs": JOB["inputs"]})
     assert response.status_code == 503
     assert "no live worker serves model 'orphan'" in response.get_json()["error"]
     assert response.headers["Retry-After"] == "5"

@@ -9,13 +9,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from flask.testing import FlaskClient
 
 from inference_farm.cli.embedded_redis import free_port, redis_binary, redis_command, wait_for_redis
 from inference_farm.settings import load_settings
 from tests import onnx_models
-from tests.integration.conftest import start_worker
-from tests.integration.helpers import client_for, model_bytes, settled, upload
+from tests.integration.conftest import running_api, start_worker
+from tests.integration.helpers import (
+    LiveClient,
+    client_for,
+    model_bytes,
+    new_admin_key,
+    settled,
+    upload,
+)
 from tests.services import stop_group, wait_for
 
 BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
@@ -49,9 +55,9 @@ def private_redis() -> Iterator[Redis]:
         server.stop()
 
 
-def _infer(api: FlaskClient) -> tuple[int, float]:
+def _infer(live: LiveClient) -> tuple[int, float]:
     started = time.monotonic()
-    status = api.post("/v2/models/tiny/infer", json=BODY).status_code
+    status = live.post("/v2/models/tiny/infer", json=BODY).status_code
     return status, time.monotonic() - started
 
 
@@ -61,21 +67,25 @@ def test_outage_gives_503_and_service_recovers(
     env = {**farm_env, "INFERENCE_FARM_BROKER_URL": private_redis.url}
     api = client_for(load_settings(env=env))
     worker = start_worker(env, tmp_path / "worker.log")
+    key = new_admin_key(farm_env["INFERENCE_FARM_DATABASE_URL"])
     try:
-        assert upload(api, "tiny", model_bytes(onnx_models.tiny_mlp())).status_code == 202
-        assert settled(api, "tiny", "1.0.0")["status"] == "ready"
-        assert _infer(api)[0] == 200
+        with running_api(env, tmp_path / "api.log") as url:
+            live = LiveClient(url, key)
+            assert upload(api, "tiny", model_bytes(onnx_models.tiny_mlp())).status_code == 202
+            assert settled(api, "tiny", "1.0.0")["status"] == "ready"
+            assert _infer(live)[0] == 200
 
-        private_redis.stop()
-        status, took = _infer(api)
-        assert status == 503
-        assert took < 15  # answered, not hung
-        assert api.get("/v2/health/ready").status_code == 503
+            private_redis.stop()
+            status, took = _infer(live)
+            assert status == 503
+            assert took < 15  # answered, not hung
+            assert api.get("/v2/health/ready").status_code == 503
 
-        private_redis.start()
-        assert wait_for(lambda: _infer(api)[0] == 200, timeout=60, interval=1.0)
-        assert api.get("/v2/health/ready").status_code == 200
-        assert worker.poll() is None
+            private_redis.start()
+            assert wait_for(lambda: _infer(live)[0] == 200, timeout=60, interval=1.0)
+            assert api.get("/v2/health/ready").status_code == 200
+            assert worker.poll() is None
+            live.close()
     finally:
         stop_group(worker)
 

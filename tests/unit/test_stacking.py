@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from inference_farm.api import dataplane
+from inference_farm.api import enqueue
 from inference_farm.api.coalescer import _Waiter, stack
 from inference_farm.protocol.codec import parse_request
 from inference_farm.protocol.packing import pack, unpack
@@ -59,7 +59,7 @@ def request_of(array: np.ndarray, outputs: list[str] | None = None) -> Any:
 def waiter(array: np.ndarray, max_rows: int = 32, outputs: list[str] | None = None) -> _Waiter:
     parsed = request_of(array, outputs)
     rows = array.shape[0] if array.ndim else 1
-    prepared = dataplane.Prepared("m", "1.0.0", parsed, outputs, "", rows, max_rows)
+    prepared = enqueue.Prepared("m", "1.0.0", parsed, outputs, "", rows, max_rows)
     trace = {"request_id": f"r{id(parsed)}", "enqueued_at": time.time()}
     return _Waiter(prepared, time.time() + 60, trace, asyncio.Future(loop=_LOOP))
 

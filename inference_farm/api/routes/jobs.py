@@ -11,7 +11,7 @@ from flask import request, url_for
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate
 
-from inference_farm.api import dataplane
+from inference_farm.api import enqueue
 from inference_farm.api.auth import check_model, current_key, is_admin, scope
 from inference_farm.api.context import farm
 from inference_farm.api.metrics import note_model
@@ -67,17 +67,17 @@ def _load(schema: Schema, body: Any) -> dict:
         raise InvalidInput(f"invalid request: {exc.messages}") from None
 
 
-def _prepare(item: dict) -> tuple[dataplane.Prepared, dict]:
+def _prepare(item: dict) -> tuple[enqueue.Prepared, dict]:
     check_model(item["model"])
     note_model(item["model"])
     document = {k: item[k] for k in ("inputs", "outputs", "parameters") if k in item}
     limit = farm().settings.max_tensor_elements
     parsed = parse_document(document, max_elements=limit)
     session = farm().db.session()
-    return dataplane.prepare(session, item["model"], item.get("version"), parsed), item
+    return enqueue.prepare(session, item["model"], item.get("version"), parsed), item
 
 
-def _enqueue(prepared: dataplane.Prepared, item: dict, batch_id: str | None) -> Job:
+def _enqueue(prepared: enqueue.Prepared, item: dict, batch_id: str | None) -> Job:
     context = farm()
     deadline = time.time() + item["timeout"] if "timeout" in item else None
     key = current_key()
@@ -87,7 +87,7 @@ def _enqueue(prepared: dataplane.Prepared, item: dict, batch_id: str | None) -> 
         api_key_id=key.id if key else None, request_id=request_ids.current(),
     )  # fmt: skip
     try:
-        dataplane.submit(
+        enqueue.submit(
             context.celery, context.queues, prepared, deadline,
             context.settings.max_queue_length, priority=item["priority"], task_id=job.id,
         )  # fmt: skip
