@@ -8,11 +8,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, request
-from sqlalchemy import update
 
 from inference_farm.errors import Forbidden, Unauthorized
 from inference_farm.registry.db import utcnow
-from inference_farm.registry.keys import mask
+from inference_farm.registry.keys import mask, record_use
 from inference_farm.registry.models import ApiKey
 
 log = logging.getLogger(__name__)
@@ -134,10 +133,7 @@ def _touch_due(key: ApiKey) -> bool:
 def _touch(session: Any, key: ApiKey) -> None:
     # Recording every use would write on every request; once a minute is enough to audit.
     if _touch_due(key):
-        now = utcnow()
-        key.last_used_at = now  # the cached copy, so the next request does not write again
-        session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
-        session.commit()
+        record_use(session, key, utcnow())
 
 
 def current_key() -> ApiKey | None:

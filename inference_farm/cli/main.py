@@ -152,15 +152,9 @@ def keys_list(as_json: bool) -> None:
 @click.argument("key_id", type=int)
 def keys_revoke(key_id: int) -> None:
     """Revoke key KEY_ID: it stops working at once."""
-    from inference_farm.registry.db import utcnow
-    from inference_farm.registry.models import ApiKey
+    from inference_farm.registry.keys import revoke_key
 
-    session = _registry().session()
-    key = session.get(ApiKey, key_id)
-    if key is None:
-        raise NotFound(f"key {key_id} not found")
-    key.revoked_at = key.revoked_at or utcnow()
-    session.commit()
+    key = revoke_key(_registry().session(), key_id)
     click.echo(f"revoked key {key_id} (ifk_{key.prefix}_…)")
 
 

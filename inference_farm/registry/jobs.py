@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from inference_farm.errors import Conflict
 from inference_farm.registry.db import utcnow
 from inference_farm.registry.models import FINISHED_JOB_STATUSES, Job
 
@@ -33,6 +34,46 @@ def finish_job(session: Session, job_id: str, status: str, error: str | None = N
     if job is None:
         return
     job.status, job.error, job.finished_at = status, error, utcnow()
+    session.commit()
+
+
+def drop_job(session: Session, job: Job) -> None:
+    """Delete a job record that was never queued (its publish failed)."""
+    session.delete(job)
+    session.commit()
+
+
+def begin_attempt(session: Session, job_id: str, attempts: int) -> str | None:
+    """Mark a job running on its attempts-th delivery; the status it ended with instead, if
+    it was cancelled or ended before (then it must not run); None for no such job."""
+    job = session.get(Job, job_id)
+    if job is None:
+        return None
+    if job.status in FINISHED_JOB_STATUSES:
+        return job.status
+    job.status, job.started_at, job.attempts = "running", utcnow(), attempts
+    session.commit()
+    return None
+
+
+def record_outcome(
+    session: Session, job_id: str, error: str | None = None, expired: bool = False
+) -> None:
+    """Record that a job succeeded (no error), failed or expired, unless it ended already
+    (cancelled meanwhile, or a redelivered copy): the first outcome stands."""
+    job = session.get(Job, job_id)
+    if job is None or job.status in FINISHED_JOB_STATUSES:
+        return
+    job.status = "succeeded" if error is None else ("expired" if expired else "failed")
+    job.error, job.finished_at = error, utcnow()
+    session.commit()
+
+
+def cancel_job(session: Session, job: Job) -> None:
+    """Mark a job that has not ended cancelled; Conflict if it ended."""
+    if job.status in FINISHED_JOB_STATUSES:
+        raise Conflict(f"job {job.id} already ended: it is {job.status}")
+    job.status, job.error, job.finished_at = "cancelled", "cancelled by request", utcnow()
     session.commit()
 
 

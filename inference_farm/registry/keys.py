@@ -9,10 +9,10 @@ import secrets
 import string
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from inference_farm.errors import InvalidInput
+from inference_farm.errors import InvalidInput, NotFound
 from inference_farm.registry.db import utcnow
 from inference_farm.registry.models import ApiKey
 
@@ -102,3 +102,22 @@ def verify_key(session: Session, token: str) -> ApiKey | None:
     if record.revoked_at is not None or (record.expires_at and record.expires_at <= now):
         return None
     return record
+
+
+def record_use(session: Session, key: ApiKey, when: dt.datetime) -> None:
+    """Record that key was used at when (the caller decides how often that is worth it)."""
+    key.last_used_at = when  # the cached copy too, so the next request does not write again
+    session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=when))
+    session.commit()
+
+
+def revoke_key(session: Session, key_id: int) -> ApiKey:
+    """Revoke a key (it stops working at once; revoking twice keeps the first time);
+    NotFound if there is no such key."""
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"key {key_id} not found")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.commit()
+    return key

@@ -7,8 +7,7 @@ import time
 from typing import Any
 
 from inference_farm.broker.names import DELIVERY_KEY
-from inference_farm.registry.db import utcnow
-from inference_farm.registry.models import FINISHED_JOB_STATUSES, Job
+from inference_farm.registry.jobs import begin_attempt, record_outcome
 from inference_farm.worker.groups import expired, failure, group_of, run_groups
 from inference_farm.worker.metrics import report_job
 from inference_farm.worker.state import WorkerState
@@ -97,16 +96,8 @@ def _count_delivery(state: WorkerState, task_id: str, redelivered: bool) -> int:
 
 def _start(state: WorkerState, job_id: str, deliveries: int) -> str | None:
     """Mark the job running; the status it ended with, if it was cancelled or ended before."""
-    session = state.db.session()
     try:
-        job = session.get(Job, job_id)
-        if job is None:
-            return None
-        if job.status in FINISHED_JOB_STATUSES:
-            return job.status
-        job.status, job.started_at, job.attempts = "running", utcnow(), deliveries
-        session.commit()
-        return None
+        return begin_attempt(state.db.session(), job_id, deliveries)
     finally:
         state.db.remove()
 
@@ -120,17 +111,8 @@ def record(state: WorkerState, job_id: str | None, reply: Any) -> None:
         reply = failure(f"the job ended without a result ({reply!r})", 500)
     if not job_id:
         return
-    session = state.db.session()
+    error = None if reply.get("ok") else str(reply["error"])
     try:
-        job = session.get(Job, job_id)
-        if job is None or job.status in FINISHED_JOB_STATUSES:
-            return  # cancelled meanwhile, or already ended: the first outcome stands
-        if reply.get("ok"):
-            job.status, job.error = "succeeded", None
-        else:
-            job.status = "expired" if reply.get("expired") else "failed"
-            job.error = reply["error"]
-        job.finished_at = utcnow()
-        session.commit()
+        record_outcome(state.db.session(), job_id, error, bool(reply.get("expired")))
     finally:
         state.db.remove()

@@ -17,10 +17,15 @@ from inference_farm.api.context import farm
 from inference_farm.api.metrics import note_model
 from inference_farm.broker import control
 from inference_farm.broker.names import model_queue
-from inference_farm.errors import Conflict, InvalidInput, NotFound, RateLimited
+from inference_farm.errors import InvalidInput, NotFound, RateLimited
 from inference_farm.protocol.codec import build_response, parse_document
-from inference_farm.registry.db import utcnow
-from inference_farm.registry.jobs import add_job, count_unfinished, find_jobs
+from inference_farm.registry.jobs import (
+    add_job,
+    cancel_job,
+    count_unfinished,
+    drop_job,
+    find_jobs,
+)
 from inference_farm.registry.models import FINISHED_JOB_STATUSES, JOB_STATUSES, Job
 from inference_farm.telemetry import request_ids
 from inference_farm.telemetry.metrics import rate_limited
@@ -92,9 +97,7 @@ def _enqueue(prepared: enqueue.Prepared, item: dict, batch_id: str | None) -> Jo
             context.settings.max_queue_length, priority=item["priority"], task_id=job.id,
         )  # fmt: skip
     except Exception:
-        session = context.db.session()
-        session.delete(job)
-        session.commit()
+        drop_job(context.db.session(), job)
         raise
     return job
 
@@ -197,11 +200,7 @@ def cancel(job_id: str) -> Any:
     """Cancel a job: a queued one never runs, a running one's result is discarded"""
     context = farm()
     record = _job_or_404(job_id)
-    if record.status in FINISHED_JOB_STATUSES:
-        raise Conflict(f"job {job_id} already ended: it is {record.status}")
-    record.status, record.error = "cancelled", "cancelled by request"
-    record.finished_at = utcnow()
-    context.db.session().commit()
+    cancel_job(context.db.session(), record)
     control.call(context.celery, "revoke", job_id)
     context.celery.AsyncResult(job_id).forget()
     return describe(record)

@@ -12,9 +12,8 @@ from sqlalchemy import select
 
 from inference_farm.api.auth import scope
 from inference_farm.api.context import farm
-from inference_farm.errors import NotFound
 from inference_farm.registry.db import utcnow
-from inference_farm.registry.keys import SCOPES, create_key
+from inference_farm.registry.keys import SCOPES, create_key, revoke_key
 from inference_farm.registry.models import ApiKey
 
 blp = Blueprint("keys", __name__, url_prefix="/v1/keys", description="API keys")
@@ -88,11 +87,4 @@ class OneKey(MethodView):
     @blp.response(200, KeyOut)
     def delete(self, key_id: int) -> Any:
         """Revoke a key: it stops working at once"""
-        session = farm().db.session()
-        key = session.get(ApiKey, key_id)
-        if key is None:
-            raise NotFound(f"key {key_id} not found")
-        if key.revoked_at is None:
-            key.revoked_at = utcnow()
-            session.commit()
-        return key
+        return revoke_key(farm().db.session(), key_id)
