@@ -172,3 +172,58 @@ class LiveClient:
     def close(self) -> None:
         """Close the HTTP connections."""
         self.http.close()
+
+
+def triton_infer(client: Any, model: str, feeds: dict[str, Any]) -> Any:
+    """One infer through tritonclient.http, its inputs typed from the numpy arrays."""
+    import tritonclient.http as triton
+    from tritonclient.utils import np_to_triton_dtype
+
+    inputs = []
+    for name, array in feeds.items():
+        tensor = triton.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return client.infer(model, inputs)
+
+
+def models_cli(api_url: str, key: str, *args: str) -> Any:
+    """`inference-farm models ARGS` against api_url with key, as a subprocess."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_FARM_")}
+    env["INFERENCE_FARM_URL"], env["INFERENCE_FARM_API_KEY"] = api_url, key
+    return subprocess.run(
+        [sys.executable, "-m", "inference_farm", "models", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def expected(model: bytes, feeds: dict[str, Any]) -> list[Any]:
+    """What onnxruntime in-process answers."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+# Sync infer bodies that must get 400, and the text the error must hold.
+GOOD = {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}
+BAD_BODIES = {
+    "not-an-object": ([GOOD], "JSON object"),
+    "no-inputs": ({"inputs": []}, "inputs"),
+    "missing-input": ({"inputs": [{**GOOD, "name": "z"}]}, "'z'"),
+    "wrong-datatype": ({"inputs": [{**GOOD, "datatype": "INT64"}]}, "expected FP32"),
+    "wrong-rank": ({"inputs": [{**GOOD, "shape": [4]}]}, "expected FP32"),
+    "wrong-fixed-dim": ({"inputs": [{**GOOD, "shape": [2, 2]}]}, "expected FP32"),
+    "short-data": ({"inputs": [{**GOOD, "data": [1, 2, 3]}]}, "elements"),
+    "strings-for-numbers": ({"inputs": [{**GOOD, "data": ["a", "b", "c", "d"]}]}, "x"),
+    "negative-dim": ({"inputs": [{**GOOD, "shape": [-1, 4]}]}, "negative"),
+    "absurd-dims": ({"inputs": [{**GOOD, "shape": [10**9, 10**9]}]}, "limit"),
+    "unknown-output": ({"inputs": [GOOD], "outputs": [{"name": "nope"}]}, "nope"),
+    "bad-timeout": ({"inputs": [GOOD], "parameters": {"timeout": "soon"}}, "timeout"),
+}

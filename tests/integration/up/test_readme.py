@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests import onnx_models
 
-README = Path(__file__).parents[2] / "README.md"
+README = Path(__file__).parents[3] / "README.md"
 BLOCK = re.compile(r"```(bash|python) example\n(.*?)\n```", re.DOTALL)
 
 

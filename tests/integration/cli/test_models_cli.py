@@ -3,45 +3,35 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from tests import onnx_models
-
-
-def cli(api_url: str, key: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_FARM_")}
-    env["INFERENCE_FARM_URL"], env["INFERENCE_FARM_API_KEY"] = api_url, key
-    return subprocess.run(
-        [sys.executable, "-m", "inference_farm", "models", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.integration.helpers import models_cli
 
 
 def test_upload_wait_list_show_delete(
     api_url: str, admin_key: str, worker: subprocess.Popen, tmp_path: Path
 ) -> None:
     path = onnx_models.save(onnx_models.tiny_mlp(), tmp_path / "tiny.onnx")
-    uploaded = cli(api_url, admin_key, "upload", str(path), "--name", "tiny", "--wait", "--json")
+    uploaded = models_cli(
+        api_url, admin_key, "upload", str(path), "--name", "tiny", "--wait", "--json"
+    )
     assert uploaded.returncode == 0, uploaded.stderr
     record = json.loads(uploaded.stdout)
     assert (record["version"], record["status"]) == ("1.0.0", "ready")
     assert "uploading" in uploaded.stderr  # the progress bar
 
-    listed = json.loads(cli(api_url, admin_key, "list", "--json").stdout)
+    listed = json.loads(models_cli(api_url, admin_key, "list", "--json").stdout)
     assert [(m["name"], m["serving_version"]) for m in listed] == [("tiny", "1.0.0")]
-    shown = cli(api_url, admin_key, "show", "tiny")
+    shown = models_cli(api_url, admin_key, "show", "tiny")
     assert shown.returncode == 0 and "1.0.0  ready" in shown.stdout
 
-    deleted = cli(api_url, admin_key, "delete", "tiny", "--version", "1.0.0")
+    deleted = models_cli(api_url, admin_key, "delete", "tiny", "--version", "1.0.0")
     assert deleted.returncode == 0, deleted.stderr
     assert (
-        json.loads(cli(api_url, admin_key, "list", "--json").stdout)[0]["serving_version"] is None
+        json.loads(models_cli(api_url, admin_key, "list", "--json").stdout)[0]["serving_version"]
+        is None
     )
 
 
@@ -50,13 +40,13 @@ def test_upload_wait_of_a_bad_file_fails_with_the_reason(
 ) -> None:
     path = tmp_path / "bad.onnx"
     path.write_bytes(b"definitely not onnx" * 10)
-    result = cli(api_url, admin_key, "upload", str(path), "--name", "bad", "--wait")
+    result = models_cli(api_url, admin_key, "upload", str(path), "--name", "bad", "--wait")
     assert result.returncode == 1
     assert "validation failed: not a valid ONNX model" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_unknown_model_is_one_line_with_its_own_exit_code(api_url: str, admin_key: str) -> None:
-    result = cli(api_url, admin_key, "show", "ghost")
+    result = models_cli(api_url, admin_key, "show", "ghost")
     assert result.returncode == 5
     assert result.stderr.strip() == "error: model 'ghost' not found"

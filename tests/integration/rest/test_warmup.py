@@ -14,9 +14,7 @@ import tritonclient.http as triton
 
 from inference_farm.client import Client
 from tests import real_shapes
-from tests.integration.helpers import post_version, settled_http
-from tests.integration.test_models_cli import cli
-from tests.integration.test_real_shapes import infer
+from tests.integration.helpers import models_cli, post_version, settled_http, triton_infer
 from tests.services import wait_for
 
 
@@ -56,7 +54,7 @@ def test_samples_let_a_model_that_needs_real_values_serve_and_warm_each_worker(
     log = Path(worker.log_path)  # type: ignore[attr-defined]
     assert wait_for(lambda: "warmed strided 1.0.1 with its samples" in log.read_text(), 10)
     feeds = real_shapes.sample_inputs("needs_sample_values")
-    assert infer(triton_client, "strided", feeds).as_numpy("y").tolist() == [[0, 2, 4, 6]]
+    assert triton_infer(triton_client, "strided", feeds).as_numpy("y").tolist() == [[0, 2, 4, 6]]
 
 
 def test_a_json_request_is_a_sample_too(
@@ -111,7 +109,7 @@ def test_the_client_and_the_cli_send_samples(
     with Client(api_url, admin_key) as client:
         record = client.models.upload(model, "strided", warmup=sample)
         assert client.models.wait("strided", record["version"])["status"] == "ready"
-    done = cli(api_url, admin_key, "upload", str(model), "--name", "strided", "--warmup",
+    done = models_cli(api_url, admin_key, "upload", str(model), "--name", "strided", "--warmup",
                str(sample), "--wait", "--json")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert (json.loads(done.stdout)["status"], json.loads(done.stdout)["warmup"]) == ("ready", True)

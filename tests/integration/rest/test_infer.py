@@ -6,7 +6,6 @@ import json
 import subprocess
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import tritonclient.http as triton
 from flask.testing import FlaskClient
@@ -14,7 +13,15 @@ from flask.testing import FlaskClient
 from inference_farm.broker.app import create_celery
 from inference_farm.settings import Settings
 from tests import onnx_models
-from tests.integration.helpers import LiveClient, model_bytes, settled, upload
+from tests.integration.helpers import (
+    BAD_BODIES,
+    GOOD,
+    LiveClient,
+    expected,
+    model_bytes,
+    settled,
+    upload,
+)
 
 X = np.arange(12, dtype=np.float32).reshape(3, 4) / 10
 
@@ -25,11 +32,6 @@ def tiny(api: FlaskClient, worker: subprocess.Popen) -> str:
     assert upload(api, "tiny", model_bytes(onnx_models.tiny_mlp())).status_code == 202
     assert settled(api, "tiny", "1.0.0")["status"] == "ready"
     return "tiny"
-
-
-def expected(model: bytes, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """What onnxruntime in-process answers."""
-    return ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)
 
 
 def infer(live: LiveClient, name: str, body: object, path: str = "") -> tuple[int, dict]:
@@ -89,23 +91,6 @@ def test_non_tensor_output_comes_back_as_json(
     assert probs == [{"0": pytest.approx(0.2), "1": pytest.approx(0.8)},
                      {"0": pytest.approx(0.9), "1": pytest.approx(0.1)}]  # fmt: skip
     assert outputs["probs"]["parameters"]["content_type"] == "application/json"
-
-
-GOOD = {"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}
-BAD_BODIES = {
-    "not-an-object": ([GOOD], "JSON object"),
-    "no-inputs": ({"inputs": []}, "inputs"),
-    "missing-input": ({"inputs": [{**GOOD, "name": "z"}]}, "'z'"),
-    "wrong-datatype": ({"inputs": [{**GOOD, "datatype": "INT64"}]}, "expected FP32"),
-    "wrong-rank": ({"inputs": [{**GOOD, "shape": [4]}]}, "expected FP32"),
-    "wrong-fixed-dim": ({"inputs": [{**GOOD, "shape": [2, 2]}]}, "expected FP32"),
-    "short-data": ({"inputs": [{**GOOD, "data": [1, 2, 3]}]}, "elements"),
-    "strings-for-numbers": ({"inputs": [{**GOOD, "data": ["a", "b", "c", "d"]}]}, "x"),
-    "negative-dim": ({"inputs": [{**GOOD, "shape": [-1, 4]}]}, "negative"),
-    "absurd-dims": ({"inputs": [{**GOOD, "shape": [10**9, 10**9]}]}, "limit"),
-    "unknown-output": ({"inputs": [GOOD], "outputs": [{"name": "nope"}]}, "nope"),
-    "bad-timeout": ({"inputs": [GOOD], "parameters": {"timeout": "soon"}}, "timeout"),
-}
 
 
 @pytest.mark.parametrize("case", list(BAD_BODIES))

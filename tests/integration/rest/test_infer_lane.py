@@ -15,8 +15,15 @@ from flask.testing import FlaskClient
 
 from tests import onnx_models
 from tests.integration.conftest import running_api
-from tests.integration.helpers import model_bytes, new_key, settled, upload
-from tests.integration.test_infer import BAD_BODIES, GOOD, expected
+from tests.integration.helpers import (
+    BAD_BODIES,
+    GOOD,
+    expected,
+    model_bytes,
+    new_key,
+    settled,
+    upload,
+)
 
 ROUTE = "/v2/models/<name>/infer"
 

@@ -12,8 +12,7 @@ import pytest
 import tritonclient.http as triton
 
 from tests import real_shapes
-from tests.integration.helpers import post_version, settled_http
-from tests.integration.test_real_shapes import infer
+from tests.integration.helpers import post_version, settled_http, triton_infer
 from tests.real_shapes import tar_archive, zip_archive
 
 WEIGHTS = real_shapes.external_weight().astype("<f4").tobytes()
@@ -43,7 +42,7 @@ def test_an_archive_with_external_data_serves(
     assert record["archive_entry"] == "exported/model.onnx"
     assert record["size_bytes"] >= len(WEIGHTS)  # the model with its data
     x = real_shapes.sample_inputs("external_data_archive")["x"]
-    got = infer(triton_client, "ext", {"x": x}).as_numpy("y")
+    got = triton_infer(triton_client, "ext", {"x": x}).as_numpy("y")
     np.testing.assert_allclose(got, x @ real_shapes.external_weight(), rtol=1e-5)
 
 

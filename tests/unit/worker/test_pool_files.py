@@ -10,7 +10,7 @@ from inference_farm.errors import SettingsError
 from inference_farm.settings import load_settings
 from inference_farm.worker.pool_files import load_pool
 
-WORKERS = Path(__file__).parents[2] / "workers"
+WORKERS = Path(__file__).parents[3] / "workers"
 
 
 @pytest.mark.parametrize("name", ["cpu.yaml", "gpu.yaml"])

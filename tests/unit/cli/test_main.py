@@ -121,7 +121,7 @@ def test_models_list_without_an_api_says_where_it_looked(tmp_path: Path) -> None
 
 
 def test_gpu_pool_on_a_machine_without_gpu_refuses_to_start(tmp_path: Path) -> None:
-    pool = Path(__file__).parents[2] / "workers" / "gpu.yaml"
+    pool = Path(__file__).parents[3] / "workers" / "gpu.yaml"
     result = farm(
         tmp_path, "worker", "--pool", str(pool), INFERENCE_FARM_BROKER_URL="redis://127.0.0.1:1/0"
     )

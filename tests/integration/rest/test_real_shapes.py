@@ -14,10 +14,10 @@ import onnxruntime as ort
 import pytest
 import tritonclient.http as triton
 from onnx import TensorProto, helper, numpy_helper
-from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+from tritonclient.utils import InferenceServerException
 
 from tests import onnx_models, real_shapes
-from tests.integration.helpers import post_version, settled_http
+from tests.integration.helpers import post_version, settled_http, triton_infer
 
 SERVED = [
     "reflect_pad_audio",
@@ -32,15 +32,6 @@ SERVED = [
 
 def name_of(builder: str) -> str:
     return builder.replace("_", "-")
-
-
-def infer(client: triton.InferenceServerClient, model: str, feeds: dict[str, np.ndarray]) -> Any:
-    inputs = []
-    for name, array in feeds.items():
-        tensor = triton.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-        tensor.set_data_from_numpy(array)
-        inputs.append(tensor)
-    return client.infer(model, inputs)
 
 
 def reference(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -80,7 +71,7 @@ def test_models_with_real_world_shapes_are_ready_and_serve(
         record = settled_http(api_url, admin_key, name_of(builder), "1.0.0")
         assert (record["status"], record["warnings"]) == ("ready", []), record
         feeds = real_shapes.sample_inputs(builder)
-        result = infer(triton_client, name_of(builder), feeds)
+        result = triton_infer(triton_client, name_of(builder), feeds)
         assert_same(result, reference(real_shapes.BUILDERS[builder](), feeds))
 
     # A free dim that must be >= 2 serves a request of length 400.
@@ -111,7 +102,7 @@ def test_a_shape_the_model_rejects_at_run_time_is_400_and_the_worker_goes_on(
     assert post_version(api_url, admin_key, model, content).status_code == 202
     assert settled_http(api_url, admin_key, model, "1.0.0")["status"] == "ready"
     with pytest.raises(InferenceServerException) as caught:
-        infer(triton_client, model, feeds)
+        triton_infer(triton_client, model, feeds)
     assert caught.value.status() == "400"
     message = caught.value.message()
     assert f"model {model!r} version 1.0.0 could not run on inputs" in message
@@ -119,7 +110,9 @@ def test_a_shape_the_model_rejects_at_run_time_is_400_and_the_worker_goes_on(
     assert f"{name} {list(array.shape)}" in message and says in message
     assert worker.poll() is None
     good = real_shapes.sample_inputs(builder)
-    assert_same(infer(triton_client, model, good), reference(real_shapes.BUILDERS[builder](), good))
+    assert_same(
+        triton_infer(triton_client, model, good), reference(real_shapes.BUILDERS[builder](), good)
+    )
 
 
 def long_only() -> onnx.ModelProto:
@@ -147,7 +140,7 @@ def test_a_model_no_made_up_input_runs_is_ready_with_a_warning(
     assert warning.startswith("no smoke run succeeded: ") and "warmup" in warning
     assert triton_client.is_model_ready("long")
     x = np.arange(6000, dtype=np.float32).reshape(1, 6000)
-    assert infer(triton_client, "long", {"x": x}).as_numpy("y").tolist() == [[5000.0]]
+    assert triton_infer(triton_client, "long", {"x": x}).as_numpy("y").tolist() == [[5000.0]]
 
 
 def test_the_version_record_keeps_what_the_file_says(

@@ -95,7 +95,7 @@ def test_the_grafana_dashboard_uses_only_metrics_the_farm_exports() -> None:
 
     from inference_farm.telemetry import metrics  # noqa: F401  (defines the API's metrics)
 
-    dashboard = Path(__file__).parents[2] / "configs" / "grafana-dashboard.json"
+    dashboard = Path(__file__).parents[3] / "configs" / "grafana-dashboard.json"
     used = set(re.findall(r"inference_farm_[a-z_]+", dashboard.read_text(encoding="utf-8")))
     # Read at scrape time by collectors, so not in the registry here.
     exported = {"inference_farm_queue_depth", "inference_farm_jobs"}
