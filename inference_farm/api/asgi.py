@@ -25,6 +25,7 @@ from inference_farm.api.errors import INTERNAL, error_headers, log_farm_error
 from inference_farm.api.metrics import UNLABELLED
 from inference_farm.errors import FarmError, InvalidInput, PayloadTooLarge
 from inference_farm.protocol.codec import build_response, parse_request
+from inference_farm.protocol.messages import Reply
 from inference_farm.protocol.request import InferRequest
 from inference_farm.settings import Settings, get_settings
 from inference_farm.telemetry import metrics, request_ids
@@ -111,10 +112,10 @@ def read_request(body: bytes, raw_length: str | None, max_elements: int) -> Infe
     return parse_request(body, header_length, max_elements=max_elements)
 
 
-def render(name: str, parsed: InferRequest, reply: dict) -> tuple[bytes, dict[str, str]]:
+def render(name: str, parsed: InferRequest, reply: Reply) -> tuple[bytes, dict[str, str]]:
     """The response body to a worker's reply and its headers: JSON, or with binary outputs."""
     body, header_length = build_response(
-        name, reply["model_version"], parsed.id, reply["outputs"], parsed.outputs,
+        name, str(reply.model_version), parsed.id, reply.outputs or {}, parsed.outputs,
         binary_default=parsed.binary_data_output,
     )  # fmt: skip
     if header_length is None:

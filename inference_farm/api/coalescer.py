@@ -27,6 +27,15 @@ from inference_farm.broker.publisher import Publisher
 from inference_farm.broker.queues import QueueWatch
 from inference_farm.broker.replies import Inbox
 from inference_farm.errors import DeadlineExceeded, FarmError, Unavailable, error_for_status
+from inference_farm.protocol.messages import (
+    BatchJob,
+    BatchReply,
+    Group,
+    Reply,
+    RequestMeta,
+    encode,
+    failure,
+)
 from inference_farm.protocol.packing import pack
 
 log = logging.getLogger(__name__)
@@ -46,7 +55,7 @@ class _Waiter:
     task_id: str | None = None
     timer: asyncio.TimerHandle | None = None
 
-    def settle(self, reply: dict[str, Any] | None, error: FarmError | None) -> None:
+    def settle(self, reply: Reply | None, error: FarmError | None) -> None:
         """Hand the request its reply or (its own copy of) the error."""
         if self.timer is not None:
             self.timer.cancel()
@@ -176,15 +185,10 @@ class Coalescer:
             self._settle_all(lane, batch, error_for_status(500, f"could not queue: {exc}"))
 
     async def _publish(
-        self, lane: _Lane, groups: list[dict], batch: list[_Waiter], task_id: str
+        self, lane: _Lane, groups: list[Group], batch: list[_Waiter], task_id: str
     ) -> None:
         queue = await self._check_queue(lane.model)
-        payload = {
-            "model": lane.model,
-            "version": lane.version,
-            "reply_to": self.inbox.key,
-            "groups": groups,
-        }
+        payload = encode(BatchJob(lane.model, lane.version, groups, self.inbox.key))
         shapes = batch[0].prepared.shapes
         try:
             await self._publisher_for().publish(
@@ -220,9 +224,9 @@ class Coalescer:
         """What the inbox calls with the job's reply, or with the error of a job that never
         answered: hand each request its own reply, then send what waited meanwhile."""
 
-        def settle(reply: Any, error: FarmError | None) -> None:
+        def settle(reply: BatchReply | None, error: FarmError | None) -> None:
             try:
-                replies = _replies(reply, len(batch)) if error is None else None
+                replies = _replies(reply, len(batch)) if reply is not None else None
             except FarmError as exc:
                 replies, error = None, exc
             if replies is None:
@@ -265,7 +269,7 @@ class Coalescer:
         )
 
 
-def stack(batch: list[_Waiter]) -> tuple[list[dict], list[_Waiter]]:
+def stack(batch: list[_Waiter]) -> tuple[list[Group], list[_Waiter]]:
     """A job's groups, and its requests in the order of its replies.
 
     Requests with the same stack_key become one group: each input is one tensor, the rows
@@ -279,27 +283,25 @@ def stack(batch: list[_Waiter]) -> tuple[list[dict], list[_Waiter]]:
     return groups, [waiter for waiters in members.values() for waiter in waiters]
 
 
-def _group(waiters: list[_Waiter]) -> dict[str, Any]:
+def _group(waiters: list[_Waiter]) -> Group:
     first = waiters[0].prepared
     inputs = {}
     for index, tensor in enumerate(first.request.inputs):
         arrays = [waiter.prepared.request.inputs[index].array for waiter in waiters]
         stacked = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
         inputs[tensor.name] = pack(stacked, tensor.datatype, raw=True)
-    return {
-        "inputs": inputs,
-        "outputs": first.outputs,
-        "rows": [waiter.prepared.rows for waiter in waiters],
-        "requests": [{"deadline": waiter.deadline, **waiter.trace} for waiter in waiters],
-    }
+    return Group(
+        inputs=inputs,
+        requests=[RequestMeta(deadline=waiter.deadline, **waiter.trace) for waiter in waiters],
+        outputs=first.outputs,
+        rows=[waiter.prepared.rows for waiter in waiters],
+    )
 
 
-def _replies(reply: Any, count: int) -> list[dict[str, Any]]:
+def _replies(reply: BatchReply, count: int) -> list[Reply]:
     """The per-request replies of a coalesced job; a whole-job failure is every request's."""
-    if isinstance(reply, dict) and reply.get("ok") and isinstance(reply.get("replies"), list):
-        if len(reply["replies"]) == count:
-            return reply["replies"]
-        raise error_for_status(500, f"the job answered {len(reply['replies'])} of {count}")
-    if isinstance(reply, dict) and "error" in reply:
-        return [reply] * count
-    raise error_for_status(500, f"the job ended without a result ({reply!r})")
+    if reply.ok:
+        if len(reply.replies) == count:
+            return reply.replies
+        raise error_for_status(500, f"the job answered {len(reply.replies)} of {count}")
+    return [failure(str(reply.error), reply.status or 500)] * count

@@ -21,6 +21,7 @@ from inference_farm.api import enqueue
 from inference_farm.api.auth import bearer, key_for, quick_key
 from inference_farm.api.context import Farm
 from inference_farm.errors import InvalidInput
+from inference_farm.protocol.messages import Reply
 from inference_farm.protocol.request import InferRequest
 from inference_farm.telemetry.request_ids import trace_fields
 
@@ -61,7 +62,7 @@ class DataPlane:
         elif context.registry.key_refresh_due(bearer(authorization)):
             self.in_background(context.registry.refresh_key, bearer(authorization))
 
-    async def infer(self, name: str, version: str | None, parsed: InferRequest) -> dict:
+    async def infer(self, name: str, version: str | None, parsed: InferRequest) -> Reply:
         """The worker's reply to parsed for model name (and version); a FarmError otherwise."""
         context, settings = self.farm, self.settings
         deadline = deadline_of(parsed, settings.request_timeout)
@@ -83,7 +84,7 @@ class DataPlane:
             context.db.session(), name, version, parsed, context.registry, context.settings
         )
 
-    def _uncoalesced(self, prepared: enqueue.Prepared, deadline: float, priority: int) -> dict:
+    def _uncoalesced(self, prepared: enqueue.Prepared, deadline: float, priority: int) -> Reply:
         """The reply to a request sent as a job of its own, through the result backend."""
         context = self.farm
         task_id = enqueue.submit(

@@ -23,6 +23,7 @@ from inference_farm.errors import (
     error_for_status,
 )
 from inference_farm.protocol.codec import InferRequest, validate
+from inference_farm.protocol.messages import InferJob, Reply, decode, encode
 from inference_farm.protocol.packing import pack
 from inference_farm.registry.cached import RegistryCache, Served, read_served
 from inference_farm.settings import Settings
@@ -46,18 +47,14 @@ class Prepared:
     max_rows: int = 1  # rows one coalesced job may carry; 1 when the model cannot stack
     max_delay_s: float = 0.0  # how long a coalesced job may wait to fill before it is sent
 
-    @functools.cached_property
-    def payload(self) -> dict[str, Any]:
-        """The request as a job of its own: model, version, packed inputs, wanted outputs."""
+    def job(self, deadline: float | None, job_id: str | None) -> InferJob:
+        """The request as a job of its own, traced: packed inputs, wanted outputs, deadline."""
         inputs = {
             tensor.name: pack(tensor.array, tensor.datatype) for tensor in self.request.inputs
         }
-        return {
-            "model": self.model,
-            "version": self.version,
-            "inputs": inputs,
-            "outputs": self.outputs,
-        }
+        return InferJob(
+            self.model, self.version, inputs, self.outputs, deadline, job_id, **trace_fields()
+        )
 
     @functools.cached_property
     def stack_key(self) -> tuple | None:
@@ -135,7 +132,7 @@ def submit(
     task_id: str | None = None,
 ) -> str:
     """Queue the request on its model's queue; the task id. 503 if no worker, 429 if full."""
-    payload = {**prepared.payload, "deadline": deadline, "job_id": task_id, **trace_fields()}
+    payload = encode(prepared.job(deadline, task_id))
     argsrepr = f"({prepared.model!r}, {prepared.version!r}, {prepared.shapes!r})"
     return publish(
         celery, watch, INFER_TASK, payload, prepared.model, max_queue_length,
@@ -191,7 +188,7 @@ def queue_full(model: str, max_queue_length: int) -> RateLimited:
     return RateLimited(f"the queue of model {model!r} is full ({max_queue_length} jobs waiting)")
 
 
-def wait(celery: Celery, task_id: str, deadline: float) -> dict[str, Any]:
+def wait(celery: Celery, task_id: str, deadline: float) -> Reply:
     """The worker's answer to a queued request; 504 with the job id past the deadline."""
     return answer(wait_reply(celery, task_id, deadline), task_id)
 
@@ -214,12 +211,16 @@ def wait_reply(celery: Celery, task_id: str, deadline: float) -> Any:
     return reply
 
 
-def answer(reply: Any, task_id: str) -> dict[str, Any]:
-    """A worker's reply, or the error it carries as the matching FarmError."""
-    if not isinstance(reply, dict):
-        raise error_for_status(500, f"the job ended without a result ({reply!r})")
-    if not reply.get("ok"):
-        error = error_for_status(int(reply.get("status", 500)), str(reply.get("error")))
+def answer(reply: Any, task_id: str) -> Reply:
+    """A worker's reply (a Reply, or its plain form from the result backend), or the error
+    it carries as the matching FarmError."""
+    if not isinstance(reply, Reply):
+        try:
+            reply = decode(Reply, reply)
+        except InvalidInput:
+            raise error_for_status(500, f"the job ended without a result ({reply!r})") from None
+    if not reply.ok:
+        error = error_for_status(reply.status or 500, str(reply.error))
         error.extra = {"job_id": task_id}
         raise error
     return reply

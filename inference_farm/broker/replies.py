@@ -20,6 +20,7 @@ import redis
 from inference_farm.broker.connections import async_redis_client
 from inference_farm.broker.names import REPLY_KEY
 from inference_farm.errors import DeadlineExceeded, FarmError
+from inference_farm.protocol.messages import BatchReply, ReplyMessage, decode, encode
 
 log = logging.getLogger(__name__)
 REPLY_TTL_S = 300  # an inbox whose API process is gone disappears after this long
@@ -29,9 +30,9 @@ READ_BATCH = 64  # replies taken per round trip once one has arrived
 Callback = Callable[[Any, FarmError | None], None]
 
 
-def send_reply(client: Any, key: str, task_id: str, reply: Any) -> None:
+def send_reply(client: Any, key: str, task_id: str, reply: BatchReply) -> None:
     """Push a job's reply onto the inbox key (worker side)."""
-    message = orjson.dumps({"task_id": task_id, "reply": reply}, default=str)
+    message = orjson.dumps(encode(ReplyMessage(task_id, reply)), default=str)
     with client.pipeline(transaction=False) as pipe:
         pipe.rpush(key, message)
         pipe.expire(key, REPLY_TTL_S)
@@ -108,11 +109,11 @@ class Inbox:
 
     def _deliver(self, raw: bytes) -> None:
         try:
-            message = orjson.loads(raw)
-            task_id, reply = message["task_id"], message["reply"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("dropped a malformed reply on %s", self.key)
+            message = decode(ReplyMessage, orjson.loads(raw))
+        except (ValueError, FarmError) as exc:
+            log.warning("dropped a malformed reply on %s: %s", self.key, exc)
             return
+        task_id, reply = message.task_id, message.reply
         waiting = self._waiting.pop(task_id, None)
         if waiting is None:
             return

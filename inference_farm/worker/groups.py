@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from inference_farm.errors import FarmError, InvalidInput
+from inference_farm.protocol.messages import Group, Reply, failure
 from inference_farm.registry.cached import Served
 from inference_farm.worker.state import WorkerState
 
@@ -23,20 +24,9 @@ log = logging.getLogger(__name__)
 EXPIRED = "the job expired before a worker could run it"
 
 
-def failure(message: str, status: int) -> dict[str, Any]:
-    """The reply of a request that did not produce outputs."""
-    return {"ok": False, "error": message, "status": status}
-
-
-def expired() -> dict[str, Any]:
+def expired() -> Reply:
     """The reply of a request whose deadline passed before it ran."""
-    return {**failure(EXPIRED, 504), "expired": True}
-
-
-def group_of(item: dict[str, Any]) -> dict[str, Any]:
-    """One request ({inputs, outputs, deadline, ...}) as a group of its own."""
-    meta = {key: item.get(key) for key in ("deadline", "request_id", "enqueued_at")}
-    return {"inputs": item.get("inputs"), "outputs": item.get("outputs"), "requests": [meta]}
+    return failure(EXPIRED, 504, expired=True)
 
 
 @dataclass
@@ -47,7 +37,7 @@ class _Begun:
     live: list[int]  # the requests that run, by index in the group
     rows: list[int]  # rows of each live request
     request: Any = None  # runtime.batcher.Request
-    reply: dict[str, Any] | None = None
+    reply: Reply | None = None
     decode_s: float = 0.0
 
 
@@ -55,16 +45,16 @@ def run_groups(
     state: WorkerState,
     model: str,
     version: str,
-    groups: list[dict[str, Any]],
+    groups: list[Group],
     join_others: bool = True,
-) -> list[dict[str, Any]]:
+) -> list[Reply]:
     """One reply per request of every group, in order; never raises.
 
     join_others: the groups go through the version's batcher, so they may wait for, and
     share a run with, other jobs' requests; otherwise they run at once, in this thread,
     compatible groups of the job stacked (a coalesced job arrives stacked already).
     """
-    sizes = [len(group.get("requests") or []) for group in groups]
+    sizes = [len(group.requests) for group in groups]
     try:
         found, session = state.serving(model, version)
     except FarmError as exc:
@@ -86,13 +76,13 @@ def run_groups(
     return [reply for b in begun for reply in _finish(found, b)]
 
 
-def _begin(session: Any, group: dict[str, Any], size: int) -> _Begun:
+def _begin(session: Any, group: Group, size: int) -> _Begun:
     """The group decoded, its expired requests cut out; or the reply all of them get."""
     from inference_farm.runtime.batcher import Request
 
-    metas = group.get("requests") or []
+    metas = group.requests
     now = time.time()
-    live = [i for i, meta in enumerate(metas) if not _past(meta.get("deadline"), now)]
+    live = [i for i, meta in enumerate(metas) if not _past(meta.deadline, now)]
     begun = _Begun(size, live, [])
     if not live:
         return begun
@@ -101,7 +91,7 @@ def _begin(session: Any, group: dict[str, Any], size: int) -> _Begun:
         feeds, wanted = _decode(session, group)
         rows = _rows(group, feeds, size)
         feeds, begun.rows = _keep(feeds, rows, live)
-        deadlines = [metas[i].get("deadline") for i in live]
+        deadlines = [metas[i].deadline for i in live]
         deadline = None if None in deadlines else max(deadlines)
         begun.request = Request(session, feeds, wanted, deadline=deadline, count=len(live))
     except Exception as exc:
@@ -114,27 +104,25 @@ def _past(deadline: Any, now: float) -> bool:
     return deadline is not None and now > deadline
 
 
-def _decode(session: Any, group: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def _decode(session: Any, group: Group) -> tuple[dict[str, Any], list[str]]:
     """The group's feeds for onnxruntime and the outputs it wants."""
     from inference_farm.protocol.packing import for_onnxruntime, unpack
 
-    inputs = group.get("inputs")
-    if not isinstance(inputs, dict):
-        raise InvalidInput("a job's inputs must be a mapping of input names to tensors")
+    inputs = group.inputs
     feeds = {name: for_onnxruntime(unpack(packed), name) for name, packed in inputs.items()}
     names = [arg.name for arg in session.get_outputs()]
-    wanted = group.get("outputs") or names
+    wanted = group.outputs or names
     unknown = sorted(set(wanted) - set(names))
     if unknown:
         raise InvalidInput(f"unknown output {unknown[0]!r}: the model has {', '.join(names)}")
     return feeds, list(wanted)
 
 
-def _rows(group: dict[str, Any], feeds: dict[str, Any], size: int) -> list[int]:
+def _rows(group: Group, feeds: dict[str, Any], size: int) -> list[int]:
     """Rows of each request of the group; a group of one takes its inputs whole."""
     if size == 1:
         return [0]  # not split: see _keep
-    rows = group.get("rows")
+    rows = group.rows
     dims = {array.shape[0] if array.ndim else -1 for array in feeds.values()}
     if not isinstance(rows, list) or len(rows) != size or dims != {sum(rows)}:
         raise InvalidInput(f"the group's rows {rows!r} do not match its inputs (dim 0: {dims})")
@@ -150,7 +138,7 @@ def _keep(feeds: dict[str, Any], rows: list[int], live: list[int]) -> tuple[dict
     return {name: array[index] for name, array in feeds.items()}, [rows[i] for i in live]
 
 
-def _finish(found: Served, begun: _Begun) -> list[dict[str, Any]]:
+def _finish(found: Served, begun: _Begun) -> list[Reply]:
     """One reply per request of the group: its share of the outputs, or its error."""
     replies = [expired()] * begun.size
     if not begun.live:
@@ -160,7 +148,7 @@ def _finish(found: Served, begun: _Begun) -> list[dict[str, Any]]:
     return replies
 
 
-def _live_replies(found: Served, begun: _Begun) -> list[dict[str, Any]]:
+def _live_replies(found: Served, begun: _Begun) -> list[Reply]:
     from inference_farm.protocol.packing import pack_outputs
     from inference_farm.runtime.batcher import split_rows
 
@@ -179,15 +167,19 @@ def _live_replies(found: Served, begun: _Begun) -> list[dict[str, Any]]:
         packed = [pack_outputs(dict(zip(outcome.wanted, p, strict=True)), signature) for p in parts]
     except Exception as exc:
         return [failed_run(exc, _where(found, begun.request.feeds))] * len(begun.live)
-    timings = {
-        "ok": True,
-        "model_version": found.version,
-        "decode_ms": begun.decode_s * 1000,
-        "compute_ms": outcome.compute_s * 1000,
-        "encode_ms": (time.perf_counter() - encoding) * 1000 / len(parts),
-        "batch_size": outcome.batch_size,
-    }
-    return [{**timings, "outputs": outputs} for outputs in packed]
+    encode_ms = (time.perf_counter() - encoding) * 1000 / len(parts)
+    return [
+        Reply(
+            ok=True,
+            model_version=found.version,
+            outputs=outputs,
+            decode_ms=begun.decode_s * 1000,
+            compute_ms=outcome.compute_s * 1000,
+            encode_ms=encode_ms,
+            batch_size=outcome.batch_size,
+        )
+        for outputs in packed
+    ]
 
 
 def _each_alone(begun: _Begun) -> tuple[list[list[Any]], Any]:
@@ -209,7 +201,7 @@ def _where(found: Served, feeds: dict[str, Any]) -> str:
     return f"model {found.name!r} version {found.version} could not run on inputs {shapes}"
 
 
-def failed_run(exc: Exception, where: str = "the model could not run on these inputs") -> dict:
+def failed_run(exc: Exception, where: str = "the model could not run on these inputs") -> Reply:
     """The reply of a request whose inputs the model could not take (400: the inputs fit
     the signature, yet the model refused them, as a shape it cannot take at run time)."""
     from inference_farm.runtime.batcher import Expired

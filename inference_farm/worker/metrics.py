@@ -10,6 +10,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 
+from inference_farm.protocol.messages import Reply, RequestMeta
 from inference_farm.telemetry.logs import FIELDS
 from inference_farm.telemetry.metrics import LATENCY_BUCKETS, PREFIX, serving_registry
 
@@ -129,13 +130,13 @@ def observe_inference(
         batch.observe(batch_size)
 
 
-def outcome_of(reply: dict[str, Any]) -> str:
+def outcome_of(reply: Reply) -> str:
     """succeeded, expired, cancelled or failed, as the job record will say."""
-    if reply.get("ok"):
+    if reply.ok:
         return "succeeded"
-    if reply.get("expired"):
+    if reply.expired:
         return "expired"
-    return "cancelled" if reply.get("cancelled") else "failed"
+    return "cancelled" if reply.cancelled else "failed"
 
 
 def log_job(job_id: str, model: str, version: str, **fields: Any) -> None:
@@ -153,33 +154,32 @@ def _shown(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def _seconds(reply: dict[str, Any], key: str) -> float | None:
-    value = reply.get(key)
-    return value / 1000 if isinstance(value, int | float) else None
+def _seconds(milliseconds: float | None) -> float | None:
+    return milliseconds / 1000 if milliseconds is not None else None
 
 
 def report_job(
-    device: str, payload: dict[str, Any], task_id: str, reply: dict[str, Any], received_at: float
-) -> None:
-    """Metrics and the log line of one finished infer job, read from its payload and reply."""
-    model = str(payload.get("model"))
-    version = str(reply.get("model_version") or payload.get("version"))
-    enqueued = payload.get("enqueued_at")
-    queue_wait = max(received_at - enqueued, 0.0) if isinstance(enqueued, int | float) else None
+    device: str, model: str, version: str, meta: RequestMeta, task_id: str, reply: Reply,
+    received_at: float,
+) -> None:  # fmt: skip
+    """Metrics and the log line of one finished request of a job, from its trace and reply."""
+    version = reply.model_version or version
+    enqueued = meta.enqueued_at
+    queue_wait = max(received_at - enqueued, 0.0) if enqueued is not None else None
     outcome = outcome_of(reply)
     ran = outcome == "succeeded"
-    batch_size = int(reply.get("batch_size", 1)) if ran else None
-    compute = _seconds(reply, "compute_ms")
+    batch_size = int(reply.batch_size or 1) if ran else None
+    compute = _seconds(reply.compute_ms)
     observe_inference(
         model, version, device, outcome=outcome, queue_wait_s=queue_wait,
-        decode_s=_seconds(reply, "decode_ms"), compute_s=compute,
-        encode_s=_seconds(reply, "encode_ms"), batch_size=batch_size,
+        decode_s=_seconds(reply.decode_ms), compute_s=compute,
+        encode_s=_seconds(reply.encode_ms), batch_size=batch_size,
     )  # fmt: skip
     log_job(
         task_id, model, version, outcome=outcome,
         queue_wait_ms=None if queue_wait is None else queue_wait * 1000,
         compute_ms=None if compute is None else compute * 1000, batch_size=batch_size,
-        request_id=payload.get("request_id"), error=None if ran else reply.get("error"),
+        request_id=meta.request_id, error=None if ran else reply.error,
     )  # fmt: skip
 
 

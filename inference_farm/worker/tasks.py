@@ -21,6 +21,7 @@ from inference_farm.broker.names import (
     model_queue,
 )
 from inference_farm.errors import FarmError
+from inference_farm.protocol import messages
 from inference_farm.registry import Database, catalog
 from inference_farm.registry.jobs import finish_job, start_job
 from inference_farm.registry.migrate import ensure_current
@@ -59,7 +60,8 @@ def _after_task(task: Any = None, args: Any = None, retval: Any = None, **_kw: A
     if task is not None and task.name == INFER_TASK and args:
         from inference_farm.worker.admission import record
 
-        record(worker_state(), args[0].get("job_id"), retval)
+        job_id = args[0].get("job_id") if isinstance(args[0], dict) else None
+        record(worker_state(), job_id, retval)
     if _state is not None:
         _state.db.remove()
 
@@ -128,25 +130,38 @@ def _failed(session: Any, record: ModelVersion, job_id: str | None, reason: str)
 
 
 @shared_task(name=INFER_TASK, bind=True)
-def infer(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
+def infer(self: Any, payload: Any) -> dict[str, Any]:
     """Run one inference request on this worker's session for its model version."""
     from inference_farm.worker.admission import execute
 
-    reply = execute(worker_state(), payload, self.request.id, _redelivered(self))
-    if reply.get("duplicate"):  # keep the stored result of the run that counted
+    try:
+        job = messages.decode(messages.InferJob, payload)
+    except FarmError as exc:  # a message no API of this farm sends: answered, never run
+        return messages.encode(messages.failure(exc.message, exc.status))
+    reply = execute(worker_state(), job, self.request.id, _redelivered(self))
+    if reply.duplicate:  # keep the stored result of the run that counted
         raise Ignore()
-    return reply
+    return messages.encode(reply)
 
 
 @shared_task(name=INFER_BATCH_TASK, bind=True, ignore_result=True)
-def infer_batch(self: Any, payload: dict[str, Any]) -> None:
-    """Run several coalesced requests for one model version; push one reply each to reply_to."""
+def infer_batch(self: Any, payload: Any) -> None:
+    """Run several coalesced requests for one model version; push the replies to reply_to."""
     from inference_farm.broker.replies import send_reply
     from inference_farm.worker.admission import execute_batch
 
     state = worker_state()
-    reply = execute_batch(state, payload, self.request.id, _redelivered(self))
-    send_reply(state.redis, str(payload.get("reply_to")), self.request.id, reply)
+    try:
+        job = messages.decode_batch(payload)
+    except FarmError as exc:  # answered where it asks to be, if it says where
+        reply_to = payload.get("reply_to") if isinstance(payload, dict) else None
+        log.warning("refused a coalesced job %s: %s", self.request.id, exc.message)
+        if isinstance(reply_to, str) and reply_to:
+            failed = messages.BatchReply(ok=False, error=exc.message, status=exc.status)
+            send_reply(state.redis, reply_to, self.request.id, failed)
+        return
+    reply = execute_batch(state, job, self.request.id, _redelivered(self))
+    send_reply(state.redis, job.reply_to, self.request.id, reply)
 
 
 def _redelivered(task: Any) -> bool:

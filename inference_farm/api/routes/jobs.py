@@ -19,6 +19,7 @@ from inference_farm.broker import control
 from inference_farm.broker.names import model_queue
 from inference_farm.errors import InvalidInput, NotFound, RateLimited
 from inference_farm.protocol.codec import build_response, parse_document
+from inference_farm.protocol.messages import Reply, decode
 from inference_farm.registry.jobs import (
     add_job,
     cancel_job,
@@ -178,12 +179,14 @@ def _iso(moment: Any) -> str | None:
 
 def _result(job: Job) -> dict[str, Any]:
     context = farm()
-    reply = context.celery.AsyncResult(job.id).result
-    if not isinstance(reply, dict) or not reply.get("ok"):
+    stored = context.celery.AsyncResult(job.id).result
+    reply = decode(Reply, stored) if isinstance(stored, dict) else None
+    if reply is None or not reply.ok:
         ttl = context.settings.result_expires
         return {"result": None, "result_expired": True,
                 "message": f"the result has expired: results are kept {ttl} seconds"}  # fmt: skip
-    body, _ = build_response(job.model_name, reply["model_version"], None, reply["outputs"], None)
+    version, outputs = str(reply.model_version), reply.outputs or {}
+    body, _ = build_response(job.model_name, version, None, outputs, None)
     return {"result": json.loads(body), "result_expired": False}
 
 

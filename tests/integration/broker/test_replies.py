@@ -12,9 +12,15 @@ import redis
 
 from inference_farm.broker.replies import POLL_S, REPLY_TTL_S, Inbox, send_reply
 from inference_farm.errors import DeadlineExceeded
+from inference_farm.protocol.messages import BatchReply, Reply
 from tests.conftest import CLOSED_REDIS
 
 WAIT_S = 10
+
+
+def numbered(n: int) -> BatchReply:
+    """A reply that says which job it answers."""
+    return BatchReply(ok=True, replies=[Reply(ok=True, batch_size=n)])
 
 
 class Outcome:
@@ -46,12 +52,12 @@ def test_a_reply_reaches_the_job_that_expects_it(broker_url: str) -> None:
         inbox.expect("job-1", time.time() + 60, first)
         inbox.expect("job-2", time.time() + 60, second)
         client.rpush(inbox.key, b"not json")  # dropped with a warning; the reader goes on
-        send_reply(client, inbox.key, "someone-else", {"ok": True})  # nobody waits: ignored
-        send_reply(client, inbox.key, "job-2", {"ok": True, "n": 2})
-        send_reply(client, inbox.key, "job-1", {"ok": True, "n": 1})
+        send_reply(client, inbox.key, "someone-else", BatchReply(ok=True))  # nobody waits: ignored
+        send_reply(client, inbox.key, "job-2", numbered(2))
+        send_reply(client, inbox.key, "job-1", numbered(1))
         assert await first.wait() and await second.wait()
-        assert (first.reply, first.error) == ({"ok": True, "n": 1}, None)
-        assert (second.reply, second.error) == ({"ok": True, "n": 2}, None)
+        assert (first.reply, first.error) == (numbered(1), None)
+        assert (second.reply, second.error) == (numbered(2), None)
         assert first.calls == second.calls == 1
 
     asyncio.run(scenario())
@@ -65,17 +71,17 @@ def test_many_replies_that_arrive_together_each_reach_their_job(broker_url: str)
             inbox.expect(task_id, time.time() + 60, outcome)
         # The reader first runs at the next await: every reply is waiting by then.
         for index, task_id in enumerate(outcomes):
-            send_reply(client, inbox.key, task_id, {"ok": True, "n": index})
+            send_reply(client, inbox.key, task_id, numbered(index))
         for index, outcome in enumerate(outcomes.values()):
             assert await outcome.wait()
-            assert outcome.reply == {"ok": True, "n": index}
+            assert outcome.reply == numbered(index)
 
     asyncio.run(scenario())
 
 
 def test_an_inbox_nobody_reads_expires(broker_url: str) -> None:
     client = redis.Redis.from_url(broker_url)
-    send_reply(client, "farm:replies:gone", "job-1", {"ok": True})
+    send_reply(client, "farm:replies:gone", "job-1", BatchReply(ok=True))
     assert client.llen("farm:replies:gone") == 1
     assert 0 < client.ttl("farm:replies:gone") <= REPLY_TTL_S
 
@@ -100,8 +106,8 @@ def test_a_forgotten_job_is_never_called_back(broker_url: str) -> None:
         inbox.expect("job-gone", time.time() + 60, forgotten)
         inbox.forget("job-gone")
         inbox.expect("job-seen", time.time() + 60, watched)
-        send_reply(client, inbox.key, "job-gone", {"ok": True})
-        send_reply(client, inbox.key, "job-seen", {"ok": True})
+        send_reply(client, inbox.key, "job-gone", BatchReply(ok=True))
+        send_reply(client, inbox.key, "job-seen", BatchReply(ok=True))
         assert await watched.wait()
         assert not forgotten.done.is_set()
 
@@ -128,7 +134,7 @@ def test_the_reader_ends_with_its_event_loop(broker_url: str) -> None:
         inbox = Inbox(broker_url)
         seen = Outcome()
         inbox.expect("job-1", time.time() + 60, seen)
-        send_reply(redis.Redis.from_url(broker_url), inbox.key, "job-1", {"ok": True})
+        send_reply(redis.Redis.from_url(broker_url), inbox.key, "job-1", BatchReply(ok=True))
         assert await seen.wait()
 
     started = time.monotonic()

@@ -21,6 +21,7 @@ import pytest
 from inference_farm.api import enqueue
 from inference_farm.api.coalescer import _Waiter, stack
 from inference_farm.protocol.codec import parse_request
+from inference_farm.protocol.messages import Group, decode, encode
 from inference_farm.protocol.packing import pack, unpack
 from inference_farm.registry.cached import Served
 from inference_farm.runtime.batcher import Batcher
@@ -73,7 +74,8 @@ def rows(count: int, width: int = FEATURES, seed: int = 0) -> np.ndarray:
 
 def test_compatible_requests_travel_as_one_tensor() -> None:
     parts = [rows(1, seed=1), rows(3, seed=2), rows(2, seed=3)]
-    groups, order = stack([waiter(p) for p in parts])
+    typed, order = stack([waiter(p) for p in parts])
+    groups = [encode(group) for group in typed]
     assert len(groups) == 1
     [group] = groups
     assert group["rows"] == [1, 3, 2]
@@ -89,7 +91,8 @@ def test_requests_that_cannot_share_a_run_get_groups_of_their_own() -> None:
         waiter(rows(2), max_rows=1),  # a model that cannot stack
     )
     also_narrow = waiter(rows(1))
-    groups, order = stack([wide, narrow, picky, alone, also_narrow])
+    typed, order = stack([wide, narrow, picky, alone, also_narrow])
+    groups = [encode(group) for group in typed]
     assert [g["rows"] for g in groups] == [[1], [2, 1], [1], [2]]
     # Replies come back group by group: the waiters are reordered to match.
     assert order == [wide, narrow, also_narrow, picky, alone]
@@ -117,6 +120,12 @@ def tiny() -> onnxruntime.InferenceSession:
     )
 
 
+def _run(state: object, model: str, version: str, groups: list[dict], join: bool) -> list:
+    """run_groups on groups in their plain form; the replies in theirs."""
+    typed = [decode(Group, group) for group in groups]
+    return [encode(reply) for reply in run_groups(state, model, version, typed, join)]
+
+
 def group_of(parts: list[np.ndarray], deadlines: list[float | None] | None = None) -> dict:
     deadlines = deadlines or [None] * len(parts)
     return {
@@ -134,7 +143,7 @@ def output(reply: dict) -> np.ndarray:
 
 def test_stacked_answers_equal_unstacked_ones(tiny: onnxruntime.InferenceSession) -> None:
     parts = [rows(n, seed=n) for n in (1, 4, 2, 1)]
-    replies = run_groups(_State(tiny, served()), "m", "1.0.0", [group_of(parts)], False)
+    replies = _run(_State(tiny, served()), "m", "1.0.0", [group_of(parts)], False)
     assert len(replies) == len(parts)
     for part, reply in zip(parts, replies, strict=True):
         np.testing.assert_allclose(output(reply), tiny.run(None, {"x": part})[0], rtol=1e-5)
@@ -144,7 +153,7 @@ def test_stacked_answers_equal_unstacked_ones(tiny: onnxruntime.InferenceSession
 def test_an_expired_request_is_cut_out_before_the_run(tiny: onnxruntime.InferenceSession) -> None:
     parts = [rows(2, seed=1), rows(1, seed=2), rows(3, seed=3)]
     group = group_of(parts, [None, time.time() - 1, time.time() + 60])
-    first, late, last = run_groups(_State(tiny, served()), "m", "1.0.0", [group], False)
+    first, late, last = _run(_State(tiny, served()), "m", "1.0.0", [group], False)
     assert (late["ok"], late["status"], late.get("expired")) == (False, 504, True)
     for part, reply in ((parts[0], first), (parts[2], last)):
         np.testing.assert_allclose(output(reply), tiny.run(None, {"x": part})[0], rtol=1e-5)
@@ -157,7 +166,7 @@ def test_a_broken_group_fails_alone(tiny: onnxruntime.InferenceSession) -> None:
     garbled = {**group_of([rows(1)]), "inputs": {"x": {"b64": "?"}}}
     unknown = {**group_of([rows(1)]), "outputs": ["nope"]}
     groups = [miscounted, good, garbled, unknown]
-    replies = run_groups(_State(tiny, served()), "m", "1.0.0", groups, False)
+    replies = _run(_State(tiny, served()), "m", "1.0.0", groups, False)
     assert len(replies) == 2 + 2 + 1 + 1
     for reply in replies[:2]:
         assert (reply["ok"], reply["status"]) == (False, 400) and "rows" in reply["error"]
@@ -171,7 +180,7 @@ def test_outputs_that_ignore_the_batch_dim_are_run_request_by_request() -> None:
     model = onnx_models.column_sum().SerializeToString()
     session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
     parts = [rows(2, width=2, seed=1), rows(3, width=2, seed=2)]
-    replies = run_groups(_State(session, served()), "m", "1.0.0", [group_of(parts)], False)
+    replies = _run(_State(session, served()), "m", "1.0.0", [group_of(parts)], False)
     for part, reply in zip(parts, replies, strict=True):
         np.testing.assert_allclose(output(reply), part.sum(axis=0, keepdims=True), rtol=1e-5)
 

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from inference_farm.errors import SettingsError
+from inference_farm.protocol.messages import Reply, RequestMeta
 from inference_farm.settings import load_settings
 from inference_farm.telemetry import request_ids
 from inference_farm.telemetry.logs import FIELDS, JsonFormatter, TextFormatter
@@ -67,13 +68,13 @@ def _sample(name: str, **labels: str) -> float:
 
 def test_report_job_counts_and_logs_one_line(caplog: pytest.LogCaptureFixture) -> None:
     labels = {"model": "unit-m", "version": "2.0.0", "device": "cpu"}
-    payload = {"model": "unit-m", "version": "2.0.0", "enqueued_at": 100.0, "request_id": "r-7"}
-    ok = {"ok": True, "model_version": "2.0.0", "compute_ms": 4.0, "decode_ms": 1.0,
-          "encode_ms": 1.0, "batch_size": 3}  # fmt: skip
+    meta = RequestMeta(enqueued_at=100.0, request_id="r-7")
+    ok = Reply(ok=True, model_version="2.0.0", compute_ms=4.0, decode_ms=1.0, encode_ms=1.0,
+               batch_size=3)  # fmt: skip
+    late = Reply(ok=False, expired=True, error="late")
     with caplog.at_level(logging.INFO, logger="inference_farm.worker.metrics"):
-        worker_metrics.report_job("cpu", payload, "t-1", ok, received_at=100.25)
-        worker_metrics.report_job("cpu", payload, "t-2", {"ok": False, "expired": True,
-                                                          "error": "late"}, 101.0)  # fmt: skip
+        worker_metrics.report_job("cpu", "unit-m", "2.0.0", meta, "t-1", ok, 100.25)
+        worker_metrics.report_job("cpu", "unit-m", "2.0.0", meta, "t-2", late, 101.0)
     assert _sample("inference_farm_inference_request_success_total", **labels) == 1
     assert _sample("inference_farm_inference_request_failure_total", **labels,
                    outcome="expired") == 1  # fmt: skip
