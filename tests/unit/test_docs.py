@@ -32,3 +32,22 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
 def test_every_setting_is_in_the_readme_table() -> None:
     for name in Settings.model_fields:
         assert f"| `INFERENCE_FARM_{name.upper()}` | `{name}` |" in README, name
+
+
+def test_the_layout_section_lists_every_folder_and_module() -> None:
+    layout = README[README.index("## Layout") :]
+    layout = layout[: layout.index("```\n", layout.index("```") + 3)]
+    package = ROOT / "inference_farm"
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package)
+        if path.name in ("__init__.py", "__main__.py") or "routes" in relative.parts:
+            continue
+        if not re.search(rf"^\s+{re.escape(path.name)}\s", layout, flags=re.MULTILINE):
+            missing.append(str(relative))
+    for folder in sorted(p for p in package.iterdir() if (p / "__init__.py").is_file()):
+        if f"  {folder.name}/ " not in layout:
+            missing.append(f"{folder.name}/")
+    routes = [p.stem for p in (package / "api" / "routes").glob("*.py") if p.stem != "__init__"]
+    missing += [f"routes/{name}" for name in routes if name not in layout]
+    assert missing == []
