@@ -21,7 +21,7 @@ from flask import Flask
 from inference_farm.api.app import create_app
 from inference_farm.api.context import Farm
 from inference_farm.api.dataplane import DataPlane
-from inference_farm.api.errors import INTERNAL, error_headers, log_farm_error
+from inference_farm.api.errors import INTERNAL, error_body, error_headers, log_farm_error
 from inference_farm.api.metrics import UNLABELLED
 from inference_farm.errors import FarmError, InvalidInput, PayloadTooLarge
 from inference_farm.protocol.codec import build_response, parse_request
@@ -80,13 +80,13 @@ class InferLane:
             return 200, body, extra
         except FarmError as error:
             log_farm_error(error)
-            document = {"error": error.message, **error.extra}
+            document = error_body(_path(name, version), error.status, error.message, **error.extra)
             return error.status, _json(document), {**_JSON, **error_headers(error)}
         except (_Gone, asyncio.CancelledError):
             raise
         except Exception:
             log.exception("unhandled error on POST %s", _path(name, version))
-            return 500, _json({"error": INTERNAL}), dict(_JSON)
+            return 500, _json(error_body(_path(name, version), 500, INTERNAL)), dict(_JSON)
 
     async def _infer(
         self, receive: Receive, headers: dict[str, str], name: str, version: str | None
@@ -182,7 +182,8 @@ def create_asgi(settings: Settings | None = None) -> Callable[..., Awaitable[Non
         elif scope["method"] == "POST":
             await lane(scope, receive, send)
         else:
-            error = {"error": f"{scope['method']} is not allowed here: send POST"}
+            message = f"{scope['method']} is not allowed here: send POST"
+            error = error_body(scope["path"], 405, message)
             await _respond(send, 405, _json(error), {**_JSON, "Allow": "POST"})
 
     return app

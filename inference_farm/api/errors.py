@@ -16,9 +16,9 @@ from inference_farm.errors import FarmError, RateLimited, Unavailable
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, message: str, **extra: Any) -> ResponseReturnValue:
-    """The error body for the current request's API, with status."""
-    if request.path.startswith("/v2"):
+def error_body(path: str, status: int, message: str, **extra: Any) -> dict[str, Any]:
+    """The error body of a request to path: {"error"} on /v2, flask-smorest's on /v1."""
+    if path.startswith("/v2"):
         body: dict[str, Any] = {"error": message}
     else:
         body = {
@@ -27,8 +27,12 @@ def error_response(status: int, message: str, **extra: Any) -> ResponseReturnVal
             "message": message,
             "error": message,
         }
-    body.update(extra)
-    return jsonify(body), status
+    return {**body, **extra}
+
+
+def error_response(status: int, message: str, **extra: Any) -> ResponseReturnValue:
+    """The error body for the current Flask request, with status."""
+    return jsonify(error_body(request.path, status, message, **extra)), status
 
 
 def _flatten(messages: Any, path: str = "") -> list[str]:
