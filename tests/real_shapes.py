@@ -355,6 +355,19 @@ def tar_archive(
     return dest
 
 
+def long_only() -> onnx.ModelProto:
+    """x FP32 [1, T] -> element 5000 of it: no made-up input is that long, a real one is."""
+    index = numpy_helper.from_array(np.array([5000], np.int64), "index")
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["x", "index"], ["y"], axis=1)],
+        "long_only",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "T"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+        initializer=[index],
+    )
+    return _model(graph)
+
+
 def fixed_shape_broken() -> onnx.ModelProto:
     """x FP32 [1, 3] -> Reshape to the constant [2, 2] -> y FP32 [2, 2]: loads, never runs."""
     graph = helper.make_graph(

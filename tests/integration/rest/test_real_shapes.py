@@ -13,7 +13,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import tritonclient.http as triton
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 from tritonclient.utils import InferenceServerException
 
 from tests import onnx_models, real_shapes
@@ -115,24 +115,11 @@ def test_a_shape_the_model_rejects_at_run_time_is_400_and_the_worker_goes_on(
     )
 
 
-def long_only() -> onnx.ModelProto:
-    """x FP32 [1, T] -> element 5000 of it: no made-up input is that long, a real one is."""
-    index = numpy_helper.from_array(np.array([5000], np.int64), "index")
-    graph = helper.make_graph(
-        [helper.make_node("Gather", ["x", "index"], ["y"], axis=1)],
-        "long_only",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "T"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
-        initializer=[index],
-    )
-    return onnx_models.model_of(graph)
-
-
 def test_a_model_no_made_up_input_runs_is_ready_with_a_warning(
     api_url: str, admin_key: str, triton_client: triton.InferenceServerClient,
     worker: subprocess.Popen,
 ) -> None:  # fmt: skip
-    content = long_only().SerializeToString()
+    content = real_shapes.long_only().SerializeToString()
     assert post_version(api_url, admin_key, "long", content).status_code == 202
     record = settled_http(api_url, admin_key, "long", "1.0.0")
     assert record["status"] == "ready"
