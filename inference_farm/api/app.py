@@ -20,6 +20,11 @@ from inference_farm.settings import Settings, get_settings
 from inference_farm.storage import ArtifactStore
 
 SWAGGER_UI_CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist/"
+BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An API key, as `Authorization: Bearer ifk_…`",
+}
 
 
 def _openapi_config(app: Flask) -> None:
@@ -31,6 +36,11 @@ def _openapi_config(app: Flask) -> None:
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_CDN,
+        # Every operation needs an API key, but those marked security: [] (health, metadata).
+        API_SPEC_OPTIONS={
+            "components": {"securitySchemes": {"bearer": BEARER}},
+            "security": [{"bearer": []}],
+        },
     )
 
 

@@ -27,6 +27,7 @@ from inference_farm.telemetry.request_ids import trace_fields
 
 log = logging.getLogger(__name__)
 MICROSECONDS = 1e6
+MAX_TIMEOUT_S = 86400.0  # a synchronous request waits at most a day
 
 
 def deadline_of(parsed: InferRequest, default_timeout: float) -> float:
@@ -34,9 +35,14 @@ def deadline_of(parsed: InferRequest, default_timeout: float) -> float:
     timeout = parsed.parameters.get("timeout")
     if timeout is None:
         return time.time() + default_timeout
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0 < timeout <= MAX_TIMEOUT_S * MICROSECONDS
+    ):
         raise InvalidInput(
-            f"parameters.timeout must be a positive number of microseconds, got {timeout!r}"
+            f"parameters.timeout must be a positive number of microseconds, at most "
+            f"{MAX_TIMEOUT_S * MICROSECONDS:.0f} (a day), got {timeout!r}"
         )
     return time.time() + timeout / MICROSECONDS
 

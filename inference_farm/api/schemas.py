@@ -5,12 +5,34 @@ from __future__ import annotations
 from typing import Any
 
 from flask_smorest.fields import Upload
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from inference_farm.registry import catalog
 from inference_farm.registry.models import ModelVersion
 
 BATCH_HELP = "Rows a worker stacks into one run; null: the farm's max_batch_size."
+MAX_TEXT = 10_000  # characters of a description
+MAX_ID = 2**31 - 1  # the largest row id and page offset the registry's integers hold
+
+
+def storable(text: str) -> None:
+    """Text every registry database can store: no NUL, no unpaired surrogate."""
+    if "\x00" in text or any("\ud800" <= char <= "\udfff" for char in text):
+        raise ValidationError("must not contain NUL or unpaired surrogate characters")
+
+
+def text(max_length: int = MAX_TEXT, **options: Any) -> fields.String:
+    """A string field the registry can store, of at most max_length characters."""
+    checks = [validate.Length(max=max_length), storable]
+    return fields.String(validate=checks, **options)
+
+
+def model_name(**options: Any) -> fields.String:
+    """A model name, checked against the naming rule."""
+    checks = [validate.Regexp(catalog.NAME.pattern + r"\Z", error=catalog.NAME_RULE)]
+    return fields.String(validate=checks, metadata={"description": catalog.NAME_RULE}, **options)
+
+
 DELAY_HELP = "Milliseconds a worker waits to fill a batch; null: the farm's max_queue_delay_ms."
 
 
@@ -28,15 +50,15 @@ class Batching(Schema):
 class ModelCreate(Batching):
     """A new model."""
 
-    name = fields.String(required=True, metadata={"description": catalog.NAME_RULE})
-    description = fields.String(load_default="")
+    name = model_name(required=True)
+    description = text(load_default="")
 
 
 class ModelPatch(Batching):
     """Changes to a model; default_version null unpins."""
 
-    description = fields.String()
-    default_version = fields.String(allow_none=True)
+    description = text()
+    default_version = text(32, allow_none=True)
 
 
 class VersionSummary(Schema):
@@ -115,10 +137,10 @@ def _info(record: ModelVersion, key: str) -> Any:
 class UploadForm(Schema):
     """Form fields of an upload."""
 
-    version = fields.String(metadata={"description": catalog.VERSION_RULE})
-    description = fields.String(load_default="")
-    model_file = fields.String(
-        metadata={"description": "The .onnx member of an archive that holds several."}
+    version = text(32, metadata={"description": catalog.VERSION_RULE})
+    description = text(load_default="")
+    model_file = text(
+        1024, metadata={"description": "The .onnx member of an archive that holds several."}
     )
 
 
@@ -133,7 +155,7 @@ class UploadFile(Schema):
 class VersionPatch(Schema):
     """Changes to a version."""
 
-    description = fields.String(required=True)
+    description = text(required=True)
 
 
 class VersionQuery(Schema):

@@ -15,6 +15,7 @@ from inference_farm.api import enqueue
 from inference_farm.api.auth import check_model, current_key, is_admin, scope
 from inference_farm.api.context import farm
 from inference_farm.api.metrics import note_model
+from inference_farm.api.schemas import MAX_ID, model_name, text
 from inference_farm.broker import control
 from inference_farm.broker.names import model_queue
 from inference_farm.errors import InvalidInput, NotFound, RateLimited
@@ -33,19 +34,20 @@ from inference_farm.telemetry.metrics import rate_limited
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Submit-and-poll jobs")
 MAX_BATCH = 1000
+MAX_TIMEOUT_S = 7 * 86400  # a job's timeout, at most a week
 DEFAULT_PRIORITY = 4
 
 
 class JobSubmit(Schema):
     """One inference job: a model, its inputs as in the Open Inference Protocol."""
 
-    model = fields.String(required=True)
-    version = fields.String()
+    model = model_name(required=True)
+    version = text(32)
     inputs = fields.List(fields.Dict(), required=True)
     outputs = fields.List(fields.Dict())
     parameters = fields.Dict()
     priority = fields.Integer(load_default=DEFAULT_PRIORITY, validate=validate.Range(0, 9))
-    timeout = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
+    timeout = fields.Float(validate=validate.Range(0, MAX_TIMEOUT_S, min_inclusive=False))
 
 
 class BatchSubmit(Schema):
@@ -60,10 +62,10 @@ class JobQuery(Schema):
     """Filters and page of a job listing."""
 
     status = fields.String(validate=validate.OneOf(JOB_STATUSES))
-    model = fields.String()
-    batch_id = fields.String()
+    model = text(64)
+    batch_id = text(36)
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, MAX_ID))
 
 
 def _load(schema: Schema, body: Any) -> dict:

@@ -12,25 +12,32 @@ from sqlalchemy import select
 
 from inference_farm.api.auth import scope
 from inference_farm.api.context import farm
+from inference_farm.api.schemas import MAX_ID, model_name, storable
+from inference_farm.errors import NotFound
 from inference_farm.registry.db import utcnow
 from inference_farm.registry.keys import SCOPES, create_key, revoke_key
 from inference_farm.registry.models import ApiKey
 
 blp = Blueprint("keys", __name__, url_prefix="/v1/keys", description="API keys")
+MAX_DAYS = 36_500  # a key may be made to expire at most a century from now
+MAX_RATE = 10**6
 
 
 class KeyCreate(Schema):
     """A new key."""
 
-    name = fields.String(required=True, validate=validate.Length(1, 128))
+    name = fields.String(required=True, validate=[validate.Length(1, 128), storable])
     scopes = fields.List(
         fields.String(validate=validate.OneOf(SCOPES)), required=True, validate=validate.Length(1)
     )
-    models = fields.List(fields.String(), metadata={"description": "Allow only these models."})
-    expires_in_days = fields.Integer(validate=validate.Range(min=1))
-    rate_per_second = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
-    burst = fields.Integer(validate=validate.Range(min=1))
-    max_queued_jobs = fields.Integer(validate=validate.Range(min=1))
+    models = fields.List(
+        model_name(), validate=validate.Length(max=1000),
+        metadata={"description": "Allow only these models."},
+    )  # fmt: skip
+    expires_in_days = fields.Integer(validate=validate.Range(1, MAX_DAYS))
+    rate_per_second = fields.Float(validate=validate.Range(0, MAX_RATE, min_inclusive=False))
+    burst = fields.Integer(validate=validate.Range(1, MAX_RATE))
+    max_queued_jobs = fields.Integer(validate=validate.Range(1, MAX_ID))
 
 
 class KeyOut(Schema):
@@ -87,4 +94,6 @@ class OneKey(MethodView):
     @blp.response(200, KeyOut)
     def delete(self, key_id: int) -> Any:
         """Revoke a key: it stops working at once"""
+        if key_id > MAX_ID:  # no registry row has such an id; the database would refuse it
+            raise NotFound(f"key {key_id} not found")
         return revoke_key(farm().db.session(), key_id)

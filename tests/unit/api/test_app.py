@@ -75,6 +75,11 @@ def test_openapi_lists_ready(client: FlaskClient) -> None:
     paths = response.get_json()["paths"]
     assert "/v2/health/ready" in paths
     assert "/v2/health/live" in paths
+    document = response.get_json()
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert document["security"] == [{"bearer": []}]  # every operation, unless it says not
+    assert paths["/v2/health/live"]["get"]["security"] == []
+    assert "security" not in paths["/v1/models"]["get"]  # the default: a key
     # Served by the ASGI lane, not by Flask, and documented all the same.
     assert set(paths["/v2/models/{name}/versions/{version}/infer"]) == {"post", "parameters"}
 
