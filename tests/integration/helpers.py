@@ -51,13 +51,17 @@ def ready_version(database_url: str, name: str, signature: dict = TINY_SIGNATURE
     database.engine.dispose()
 
 
-def pretend_served(app: Any, queue: str) -> None:
-    """Make the API believe a live worker consumes queue, so jobs wait in Redis unconsumed.
-
-    Only the worker-liveness view is faked; the broker, the registry and the queue are real.
+def beat_for(broker_url: str, queue: str, hostname: str = "paused@tests") -> None:
+    """Beat, as a worker does, for a worker that consumes queue but takes nothing from it
+    (as one busy elsewhere would), so that jobs wait in Redis; it counts for FRESH_S seconds.
     """
-    watch = app.extensions["farm"].queues
-    watch._consumed, watch._fetched_at, watch._thread = {queue}, float("inf"), object()
+    import redis
+
+    from inference_farm.broker import heartbeat
+
+    client = redis.Redis.from_url(broker_url)
+    heartbeat.beat(client, hostname, {"pid": 0, "device": "cpu", "queues": [queue]})
+    client.close()
 
 
 def new_key(database_url: str, scopes: list[str], **fields: Any) -> tuple[str, int]:

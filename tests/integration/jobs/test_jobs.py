@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,10 +20,10 @@ from tests import onnx_models
 from tests.integration.helpers import (
     LiveClient,
     authorized,
+    beat_for,
     client_for,
     model_bytes,
     new_admin_key,
-    pretend_served,
     ready_version,
     settled,
     upload,
@@ -111,15 +112,21 @@ def test_cancelled_queued_job_never_runs(
     api: FlaskClient, farm_settings: Any, request: pytest.FixtureRequest
 ) -> None:
     ready_version(farm_settings.effective_database_url, "tiny")
-    pretend_served(api.application, model_queue("tiny"))
+    beat_for(farm_settings.broker_url, model_queue("tiny"))
     job_id = api.post("/v1/jobs", json=JOB).get_json()["job_id"]
     cancelled = api.delete(f"/v1/jobs/{job_id}")
     assert cancelled.status_code == 200 and cancelled.get_json()["status"] == "cancelled"
     assert api.delete(f"/v1/jobs/{job_id}").status_code == 409
 
-    request.getfixturevalue("worker")  # now a worker consumes the queue
-    assert wait_for(lambda: _depth(api, "tiny") == 0, timeout=30)
-    time.sleep(1)
+    worker = request.getfixturevalue("worker")  # now a worker consumes the queue
+    log = Path(worker.log_path)
+
+    # The worker's one line for the job says it took the job and dropped it unrun.
+    def dropped() -> bool:
+        lines = log.read_text().splitlines()
+        return any(f"job_id={job_id} " in line and "outcome=cancelled" in line for line in lines)
+
+    assert wait_for(dropped, 60)
     job = api.get(f"/v1/jobs/{job_id}").get_json()
     assert (job["status"], job["started_at"]) == ("cancelled", None)
     assert "result" not in job
@@ -133,7 +140,7 @@ def test_queue_full_gets_429_with_retry_after(farm_env: dict[str, str]) -> None:
     settings = load_settings(env={**farm_env, "INFERENCE_FARM_MAX_QUEUE_LENGTH": "1"})
     app = create_app(settings)
     ready_version(settings.effective_database_url, "tiny")
-    pretend_served(app, model_queue("tiny"))
+    beat_for(settings.broker_url or "", model_queue("tiny"))
     client = authorized(app, new_admin_key(settings.effective_database_url))
     assert client.post("/v1/jobs", json=JOB).status_code == 202
     full = client.post("/v1/jobs", json=JOB)
