@@ -50,7 +50,7 @@ class Batching(Schema):
 class ModelCreate(Batching):
     """A new model."""
 
-    name = model_name(required=True)
+    name = text(64, required=True, metadata={"description": catalog.NAME_RULE})
     description = text(load_default="")
 
 
