@@ -48,6 +48,16 @@ def _flatten(messages: Any, path: str = "") -> list[str]:
     return [f"{path}: {messages}"]
 
 
+def _string_keys(messages: Any) -> Any:
+    """Field errors with every key a string: a form part without a name arrives keyed None."""
+    if isinstance(messages, dict):
+        return {
+            "(unnamed)" if key is None else str(key): _string_keys(value)
+            for key, value in messages.items()
+        }
+    return messages
+
+
 class FarmApi(Api):
     """flask-smorest's Api with the farm's error bodies."""
 
@@ -55,7 +65,7 @@ class FarmApi(Api):
         """Render a werkzeug HTTP error (404, 405, 422 …) as the farm's error body."""
         extra: dict[str, Any] = {}
         description = error.description or ""
-        messages = getattr(error, "data", {}).get("messages")
+        messages = _string_keys(getattr(error, "data", {}).get("messages"))
         if messages:
             extra["errors"] = messages
             description = "invalid request: " + "; ".join(_flatten(messages))

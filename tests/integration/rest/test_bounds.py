@@ -48,3 +48,16 @@ def test_an_infer_timeout_past_a_day_is_400(live: LiveClient) -> None:
             "parameters": {"timeout": 1e300}}  # fmt: skip
     response = live.post("/v2/models/anything/infer", json=body)
     assert response.status_code == 400 and "at most" in response.get_json()["error"]
+
+
+def test_a_form_part_without_a_readable_name_is_a_4xx(api: FlaskClient) -> None:
+    api.post("/v1/models", json={"name": "named"})
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="s,\\"\r\n\r\n[1]\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="odd"\r\n\r\ntrue\r\n--b--\r\n'
+    )  # the first name's closing quote is escaped: werkzeug keys that part None
+    response = api.post(
+        "/v1/models/named/versions", data=body, content_type="multipart/form-data; boundary=b"
+    )
+    assert response.status_code == 422, response.data
+    assert "(unnamed): Unknown field" in response.get_json()["error"]
