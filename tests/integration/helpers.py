@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 import onnx
@@ -231,3 +233,10 @@ BAD_BODIES = {
     "unknown-output": ({"inputs": [GOOD], "outputs": [{"name": "nope"}]}, "nope"),
     "bad-timeout": ({"inputs": [GOOD], "parameters": {"timeout": "soon"}}, "timeout"),
 }
+
+
+def batch_sizes(worker: Any, model: str) -> list[int]:
+    """The batch size of every request of model the worker ran, from its one line per job."""
+    text = Path(worker.log_path).read_text()
+    pattern = re.compile(rf"job job_id=\S+ model={re.escape(model)} .*?batch_size=(\d+)")
+    return [int(found) for found in pattern.findall(text)]
