@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask.typing import ResponseReturnValue
 from flask_smorest import Blueprint
 
-from inference_farm.api import lifecycle
+from inference_farm.api import enqueue, lifecycle
 from inference_farm.api.auth import scope
 from inference_farm.api.context import farm
 from inference_farm.broker import control, heartbeat
-from inference_farm.broker.names import LOAD_COMMAND
+from inference_farm.broker.names import LOAD_COMMAND, model_queue
 from inference_farm.errors import InvalidInput, Unavailable, error_for_status
 from inference_farm.registry import catalog
 from inference_farm.registry.models import ModelVersion
@@ -94,16 +95,23 @@ def repository_index() -> ResponseReturnValue:
     return rows
 
 
-def _ping(celery: Any) -> list[dict]:
-    """The workers that answer a ping within 1 s; done as soon as every live heartbeat has."""
-    expected = heartbeat.expected_replies(farm().queues.redis)
-    return control.call(celery, "ping", timeout=1.0, limit=expected)
+def _live_workers(celery: Any) -> int:
+    """Workers a load should wait for: those that answer a ping within 1 s, else those whose
+    fresh heartbeat says they are alive but busy (a long batch); 0 when none is alive."""
+    beats = heartbeat.read_all(farm().queues.redis)
+    answered = control.call(celery, "ping", timeout=1.0, limit=len(beats) or None)
+    if answered:
+        return len(answered)
+    recent = time.time() - heartbeat.FRESH_S
+    return sum(1 for beat in beats.values() if float(beat.get("at") or 0) >= recent)
 
 
 def _broadcast(command: str, name: str, expect_replies: bool) -> list[dict]:
     celery = farm().celery
     try:
-        workers = _ping(celery) if expect_replies else []
+        workers = _live_workers(celery) if expect_replies else 0
+        if expect_replies and not workers:
+            return []  # nobody owes an answer: waiting for one would take the whole timeout
         replies = control.call(
             celery,
             "broadcast",
@@ -111,7 +119,7 @@ def _broadcast(command: str, name: str, expect_replies: bool) -> list[dict]:
             arguments={"name": name, "version": None},
             reply=expect_replies,
             timeout=LOAD_TIMEOUT_S,
-            limit=len(workers) or None,
+            limit=workers or None,
         )
     except Exception as exc:
         raise Unavailable(f"could not reach the workers through the broker: {exc}") from None
@@ -130,7 +138,7 @@ def load(name: str) -> ResponseReturnValue:
     if errors:
         first = errors[0]
         raise error_for_status(int(first.get("status", 500)), first["error"])
-    raise Unavailable(f"no live worker serves model {name!r}")
+    raise enqueue.no_worker(name, model_queue(name))  # 503 with Retry-After
 
 
 @blp.route("/repository/models/<name>/unload", methods=["POST"])

@@ -5,13 +5,14 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
+import httpx
 from flask.testing import FlaskClient
 
 from inference_farm.broker import control
 from inference_farm.broker.app import create_celery
 from inference_farm.settings import Settings
 from tests import onnx_models
-from tests.integration.helpers import model_bytes, settled, upload
+from tests.integration.helpers import model_bytes, ready_version, settled, upload
 
 
 def _entries(settings: Settings) -> list[dict[str, Any]]:
@@ -67,3 +68,17 @@ def test_load_of_unknown_or_unready_models(api: FlaskClient, worker: subprocess.
     refused = api.post("/v2/repository/models/bad/load")
     assert refused.status_code == 404
     assert "no ready version" in refused.get_json()["error"]
+
+
+def test_load_with_no_worker_alive_is_503_at_once(
+    api_url: str, admin_key: str, farm_database: str
+) -> None:
+    ready_version(farm_database, "orphan")  # ready in the registry; no worker runs anywhere
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    # Well under the 60 s a load waits for workers' answers: no answer is owed by nobody.
+    answer = httpx.post(f"{api_url}/v2/repository/models/orphan/load", headers=headers, timeout=15)
+    assert answer.status_code == 503, answer.text
+    assert answer.json() == {
+        "error": "no live worker serves model 'orphan' (queue farm.model.orphan)"
+    }
+    assert answer.headers["retry-after"] == "5"
