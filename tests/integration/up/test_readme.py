@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from tests import onnx_models
+from tests.integration.helpers import expected, model_bytes
 
 README = Path(__file__).parents[3] / "README.md"
 BLOCK = re.compile(r"```(bash|python) example\n(.*?)\n```", re.DOTALL)
@@ -24,10 +28,20 @@ def _examples() -> list[tuple[str, str, str]]:
     return found
 
 
+def _job_outputs(stdout: str) -> dict[str, np.ndarray]:
+    """The outputs of the job the submit-and-poll example printed; fails unless it succeeded."""
+    job = json.loads(stdout)
+    assert job["status"] == "succeeded", job
+    outputs = job["result"]["outputs"]
+    return {o["name"]: np.reshape(o["data"], o["shape"]).astype(np.float32) for o in outputs}
+
+
 def test_readme_examples_run_against_a_live_farm(
     api_url: str, admin_key: str, worker: subprocess.Popen, tmp_path: Path
 ) -> None:
     onnx_models.save(onnx_models.tiny_mlp(), tmp_path / "tiny.onnx")
+    x = np.array([[1, 2, 3, 4]], np.float32)  # what the REST examples send
+    (want,) = expected(model_bytes(onnx_models.tiny_mlp()), {"x": x})
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_FARM_")}
     env.update(INFERENCE_FARM_URL=api_url, INFERENCE_FARM_API_KEY=admin_key)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
@@ -46,4 +60,4 @@ def test_readme_examples_run_against_a_live_farm(
         if "curl" in code and "/infer" in code:
             assert '"model_name":"tiny"' in done.stdout
         if "/v1/jobs/$JOB" in code:
-            assert '"job_id"' in done.stdout
+            np.testing.assert_allclose(_job_outputs(done.stdout)["y"], want, rtol=1e-5)
