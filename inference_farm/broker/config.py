@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from inference_farm.broker.names import CONTROL_QUEUE
 from inference_farm.settings import Settings
+
+
+def _verified_tls(url: str | None) -> dict[str, Any] | None:
+    """TLS options for a rediss:// URL that names no ssl_cert_reqs: verify the server.
+
+    redis-py verifies against the system's CAs (or the URL's ssl_ca_certs) by default; kombu
+    would fall back to an unverified session and Celery's result backend would refuse the URL,
+    so both are told to verify too. Options in the URL itself win over these.
+    """
+    if not url or urlsplit(url).scheme != "rediss":
+        return None
+    if "ssl_cert_reqs" in parse_qs(urlsplit(url).query):
+        return None
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
 def build(settings: Settings) -> dict[str, Any]:
@@ -50,6 +66,8 @@ def build(settings: Settings) -> dict[str, Any]:
         "result_extended": True,
         "broker_transport_options": broker,
         "result_backend_transport_options": transport,
+        "broker_use_ssl": _verified_tls(settings.broker_url),
+        "redis_backend_use_ssl": _verified_tls(settings.effective_result_backend),
         "broker_connection_retry_on_startup": True,
         "task_default_queue": CONTROL_QUEUE,
         "task_create_missing_queues": True,
