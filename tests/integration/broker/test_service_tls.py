@@ -290,6 +290,23 @@ def _infer(url: str, key: str) -> httpx.Response:
     return httpx.post(f"{url}/v2/models/tiny/infer", json=body, headers=headers, timeout=60)
 
 
+def _job_result(url: str, key: str) -> dict:
+    """Submit the infer as a job (/v1/jobs) and poll it until it ends; the job record."""
+    job = {"model": "tiny", "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 4],
+                                        "data": X.tolist()}]}  # fmt: skip
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as http:
+        submitted = http.post("/v1/jobs", json=job)
+        assert submitted.status_code == 202, submitted.text
+        path, found = submitted.json()["status_url"], {}
+
+        def ended() -> bool:
+            found.update(http.get(path).json())
+            return found["status"] not in ("queued", "running")
+
+        assert wait_for(ended, timeout=60), found
+    return found
+
+
 def _farm_connections(database_url: str) -> list[bool]:
     """ssl of every other client connection to the farm's registry, from pg_stat_ssl."""
     engine = sa.create_engine(database_url)
@@ -325,7 +342,12 @@ def test_api_and_worker_serve_on_tls_only_services(tls: Services, tmp_path: Path
             answer = _infer(url, key)
             assert answer.status_code == 200, answer.text
             data = np.array(answer.json()["outputs"][0]["data"]).reshape(2, 2)
-            np.testing.assert_allclose(data, expected(model, {"x": X})[0], rtol=1e-6)
+            want = expected(model, {"x": X})[0]
+            np.testing.assert_allclose(data, want, rtol=1e-6)
+            job = _job_result(url, key)  # through Celery's result backend
+            assert job["status"] == "succeeded", job
+            job_data = np.array(job["result"]["outputs"][0]["data"]).reshape(2, 2)
+            np.testing.assert_allclose(job_data, want, rtol=1e-6)
             connections = _farm_connections(tls.database_url)
             assert connections and all(connections), connections
     finally:
