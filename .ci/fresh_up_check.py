@@ -20,7 +20,10 @@ from pathlib import Path
 
 # Relu over x: FP32 [n, 4] -> y, built with onnx's helper API (74 bytes; the farm's
 # own install has no onnx package to build it with).
-RELU = "CAg6QAoMCgF4EgF5IgRSZWx1EgRyZWx1WhQKAXgSDwoNCAESCQoDEgFuCgIIBGIUCgF5Eg8KDQgBEgkKAxIBbgoCCARCBAoAEA0="
+RELU = (
+    "CAg6QAoMCgF4EgF5IgRSZWx1EgRyZWx1WhQKAXgSDwoNCAESCQoDEgFuCgIIBGIUCgF5Eg8KDQgBEgkKAxIBbgoC"
+    "CARCBAoAEA0="
+)
 UP_WITHIN_S = 180
 STOP_WITHIN_S = 60
 
