@@ -74,6 +74,22 @@ class Settings(BaseModel):
     api_threads: int = Field(
         32, ge=1, description="Threads per API process for Flask routes and blocking reads."
     )
+    api_header_timeout: float = Field(
+        10.0, gt=0, description="Seconds a client has to send a request's headers (408 after)."
+    )
+    api_body_timeout: float = Field(
+        30.0, gt=0,
+        description="Seconds a request body may take, plus 1 s per api_body_min_rate bytes.",
+    )  # fmt: skip
+    api_body_min_rate: float = Field(
+        1024.0, gt=0, description="Bytes per second a slow body must keep up past its grace."
+    )
+    api_keepalive_timeout: float = Field(
+        5.0, gt=0, description="Seconds an idle keep-alive connection stays open."
+    )
+    api_max_connections: int = Field(
+        1000, ge=1, description="Connections per API process past which requests get 503."
+    )
     task_events: bool = Field(
         False, description="Workers send task events from the start; Flower turns them on."
     )
