@@ -1,16 +1,21 @@
-"""tritonclient.http against a real `inference-farm api` process: metadata, readiness, index."""
+"""tritonclient.http against a real `inference-farm api` process: metadata, readiness, index,
+and load and unload, which warm and evict the model in the workers' session caches."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from inference_farm.client import Client
 from tests import onnx_models
+from tests.integration.helpers import expected, model_bytes, triton_infer
+from tests.services import wait_for
 
 
 def test_tritonclient_metadata_readiness_and_index(
@@ -40,5 +45,26 @@ def test_tritonclient_metadata_readiness_and_index(
     with pytest.raises(InferenceServerException, match="model 'ghost' not found"):
         server.get_model_metadata("ghost")
 
+    _check_load_and_unload(server, api_url, admin_key)
+
+
+def _loaded(api_url: str, key: str) -> list[tuple[str, str]]:
+    """The sessions the live workers hold, as /v1/workers lists them: (model, version)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    workers = httpx.get(f"{api_url}/v1/workers", headers=headers, timeout=10).json()["workers"]
+    return [(s["name"], s["version"]) for one in workers for s in one["sessions"]]
+
+
+def _check_load_and_unload(server: triton.InferenceServerClient, api_url: str, key: str) -> None:
+    """Unload evicts the model from the worker's cache, load warms it (answering once it has),
+    and a request after an unload is served, loading it again."""
+    server.unload_model("tiny")  # the validation may have left a session behind
+    assert wait_for(lambda: _loaded(api_url, key) == [], timeout=10), _loaded(api_url, key)
     server.load_model("tiny")
+    assert _loaded(api_url, key) == [("tiny", "1.0.0")]
     server.unload_model("tiny")
+    assert wait_for(lambda: _loaded(api_url, key) == [], timeout=10), _loaded(api_url, key)
+    x = np.ones((1, 4), np.float32)
+    answer = triton_infer(server, "tiny", {"x": x}).as_numpy("y")
+    np.testing.assert_allclose(answer, expected(model_bytes(onnx_models.tiny_mlp()), {"x": x})[0])
+    assert _loaded(api_url, key) == [("tiny", "1.0.0")]
