@@ -93,10 +93,11 @@ def run_worker(
     settings: Settings, models: list[str] | None = None, all_models: bool = False
 ) -> None:
     """Run a Celery worker on the control queue and the given models' queues until stopped."""
-    from inference_farm.runtime.sessions import check_device
+    from inference_farm.runtime.sessions import check_device, prime
 
     celery = create_celery(settings)
     check_device(settings.worker_device)
+    prime(settings.worker_device, settings.intra_op_threads)
     check_registry(settings)
     celery.conf[ALL_MODELS_SETTING] = all_models
     queues = worker_queues(settings, models or [], all_models)

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from inference_farm.errors import SettingsError, Unavailable
+from inference_farm.runtime.memory import release_freed_memory, rss_bytes
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,29 @@ def check_device(device: str) -> None:
             f"worker_device is {device} but onnxruntime cannot use it: {exc}"
         ) from exc
     _require_cuda(session, device)
+
+
+def prime(device: str, intra_op_threads: int) -> None:
+    """Pay onnxruntime's one-time cost in this process now: a throwaway session, run once.
+
+    The first session of a process maps and touches onnxruntime's code and sets up its
+    process-wide state, none of which is ever given back (measured: +31 MiB, 21 of them
+    library pages, on a CPU worker). Paid at start-up, it is part of a ready worker's memory,
+    and the first model loaded is not charged for it against cache_max_bytes.
+    """
+    import numpy as np
+
+    before = rss_bytes()
+    import onnxruntime as ort
+
+    options = session_options(intra_op_threads)
+    session = ort.InferenceSession(
+        probe_model(), sess_options=options, providers=providers_for(device)
+    )
+    session.run(None, {"x": np.ones(1, np.float32)})
+    del session
+    release_freed_memory()
+    log.info("onnxruntime set up on %s: +%.1f MiB resident", device, (rss_bytes() - before) / 2**20)
 
 
 def _require_cuda(session: Any, device: str) -> None:

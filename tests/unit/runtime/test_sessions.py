@@ -14,6 +14,7 @@ from inference_farm.runtime.sessions import (
     check_device,
     load_cuda_libraries,
     make_session,
+    prime,
     providers_for,
 )
 from tests.onnx_models import save, tiny_mlp
@@ -75,6 +76,12 @@ def test_malformed_device(device: str) -> None:
 
 def test_check_cpu() -> None:
     check_device("cpu")
+
+
+def test_prime_runs_a_throwaway_session(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="inference_farm.runtime.sessions"):
+        prime("cpu", 1)
+    assert "onnxruntime set up on cpu: +" in caplog.text
 
 
 @cpu_only
