@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -91,24 +92,40 @@ def test_watch_returns_1_when_a_child_exits(farm: Farm) -> None:
     assert farm.watch(interval=0.02) == 1
 
 
-def test_stop_kills_child_that_ignores_sigterm(
-    farm: Farm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+# Each child records the SIGTERM it gets in the file named by argv[1], then readies argv[2].
+ON_TERM = (
+    "import pathlib, signal, sys, time; "
+    "mark = pathlib.Path(sys.argv[1]); "
+    "signal.signal(signal.SIGTERM, lambda *_: {on_term}); "
+    "pathlib.Path(sys.argv[2]).touch(); "
+    "time.sleep(60)"
+)
+STUBBORN = ON_TERM.format(on_term="mark.touch()")  # and carries on
+# A slow clean exit: a SIGKILL sent without a grace would cut it short.
+POLITE = ON_TERM.format(on_term="(time.sleep(0.3), mark.touch(), sys.exit(0))")
+
+
+def test_stop_terms_then_kills_only_a_child_that_outlives_the_grace(
+    farm: Farm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(supervisor, "STOP_GRACE_S", 1.0)
-    ready = tmp_path / "ready"
-    code = (
-        "import pathlib, signal, sys, time; "
-        "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-        "pathlib.Path(sys.argv[1]).touch(); "
-        "time.sleep(60)"
-    )
-    child = farm.start("stubborn", [sys.executable, "-c", code, str(ready)])
-    _wait_for(ready.exists)
-    started = time.monotonic()
-    farm.stop()
-    took = time.monotonic() - started
-    assert child.returncode == -signal.SIGKILL
-    assert 0.9 <= took < 5.0
+    children = {}
+    for name, code in (("stubborn", STUBBORN), ("polite", POLITE)):
+        mark, ready = tmp_path / f"{name}.term", tmp_path / f"{name}.ready"
+        children[name] = (
+            farm.start(name, [sys.executable, "-c", code, str(mark), str(ready)]),
+            mark,
+        )
+        _wait_for(ready.exists)
+    with caplog.at_level(logging.WARNING, logger=supervisor.__name__):
+        farm.stop()
+    got_term = {name: mark.exists() for name, (_child, mark) in children.items()}
+    codes = {name: child.returncode for name, (child, _mark) in children.items()}
+    assert got_term == {"stubborn": True, "polite": True}
+    assert codes == {"stubborn": -signal.SIGKILL, "polite": 0}
+    assert [r.getMessage() for r in caplog.records] == [
+        "stubborn did not stop within 1s; killing it"
+    ]
     assert farm.children == {}
 
 
