@@ -295,3 +295,25 @@ def all_types() -> onnx.ModelProto:
         inputs.append(helper.make_tensor_value_info(f"in_{name}", elem, ["N", 2]))
         outputs.append(helper.make_tensor_value_info(f"out_{name}", elem, ["N", 2]))
     return model_of(helper.make_graph(nodes, "all_types", inputs, outputs))
+
+
+def steady_model(width: int = 1024, layers: int = 96) -> onnx.ModelProto:
+    """x FP32 [1, width] expanded to [width, width], then `layers` MatMuls by a permutation:
+    about 1.5 s of work on 2 cores, whose values never shrink into slow denormals, so that
+    y [1, 1] is exactly width * sum(x) for small integer x."""
+    weight = np.roll(np.eye(width, dtype=np.float32), 1, axis=1)
+    nodes = [helper.make_node("Expand", ["x", "shape"], ["h0"])]
+    for layer in range(layers):
+        nodes.append(helper.make_node("MatMul", [f"h{layer}", "w"], [f"h{layer + 1}"]))
+    nodes.append(helper.make_node("ReduceSum", [f"h{layers}"], ["y"], keepdims=1))
+    graph = helper.make_graph(
+        nodes,
+        "steady_model",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+        initializer=[
+            numpy_helper.from_array(weight, "w"),
+            numpy_helper.from_array(np.array([width, width], dtype=np.int64), "shape"),
+        ],
+    )
+    return model_of(graph)

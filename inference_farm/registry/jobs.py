@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from inference_farm.errors import Conflict
 from inference_farm.registry.db import utcnow
 from inference_farm.registry.models import FINISHED_JOB_STATUSES, Job
+
+OVERDUE = "the job expired before a worker could run it: its timeout passed while it was queued"
 
 
 def add_job(session: Session, kind: str, model_name: str, queue: str, **fields: object) -> Job:
@@ -67,6 +69,21 @@ def record_outcome(
     job.status = "succeeded" if error is None else ("expired" if expired else "failed")
     job.error, job.finished_at = error, utcnow()
     session.commit()
+
+
+def expire_overdue(session: Session, job_id: str | None = None) -> int:
+    """Mark expired the jobs (or the one job) still queued past their timeout, which no
+    worker took in time; how many. A worker that takes one later drops it unrun anyway."""
+    now = utcnow()
+    overdue = update(Job).where(Job.status == "queued", Job.deadline_at < now)
+    if job_id is not None:
+        overdue = overdue.where(Job.id == job_id)
+    result = session.execute(
+        overdue.values(status="expired", error=OVERDUE, finished_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    session.commit()
+    return int(result.rowcount or 0)
 
 
 def cancel_job(session: Session, job: Job) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import uuid
@@ -21,11 +22,13 @@ from inference_farm.broker.names import model_queue
 from inference_farm.errors import InvalidInput, NotFound, RateLimited
 from inference_farm.protocol.codec import build_response, parse_document
 from inference_farm.protocol.messages import Reply, decode
+from inference_farm.registry.db import utcnow
 from inference_farm.registry.jobs import (
     add_job,
     cancel_job,
     count_unfinished,
     drop_job,
+    expire_overdue,
     find_jobs,
 )
 from inference_farm.registry.models import FINISHED_JOB_STATUSES, JOB_STATUSES, Job
@@ -93,6 +96,7 @@ def _enqueue(prepared: enqueue.Prepared, item: dict, batch_id: str | None) -> Jo
         context.db.session(), "infer", prepared.model, model_queue(prepared.model),
         version=prepared.version, priority=item["priority"], batch_id=batch_id,
         api_key_id=key.id if key else None, request_id=request_ids.current(),
+        deadline_at=dt.datetime.fromtimestamp(deadline, dt.timezone.utc) if deadline else None,
     )  # fmt: skip
     try:
         enqueue.submit(
@@ -154,11 +158,15 @@ def _check_queued_cap(adding: int) -> None:
 
 
 def _job_or_404(job_id: str) -> Job:
-    job = farm().db.session().get(Job, job_id)
+    session = farm().db.session()
+    job = session.get(Job, job_id)
     owner = _owner()
     # Another key's job reads as missing: its existence is not the caller's business.
     if job is None or job.kind != "infer" or (owner is not None and job.api_key_id != owner):
         raise NotFound(f"job {job_id!r} not found")
+    if job.status == "queued" and job.deadline_at and job.deadline_at < utcnow():
+        expire_overdue(session, job.id)  # its timeout passed before any worker took it
+        session.refresh(job)
     return job
 
 
@@ -216,6 +224,7 @@ def cancel(job_id: str) -> Any:
 @blp.arguments(JobQuery, location="query")
 def list_jobs(query: dict) -> Any:
     """Jobs, newest first, filtered by status, model or batch"""
+    expire_overdue(farm().db.session())
     total, found = find_jobs(farm().db.session(), owner=_owner(), **query)
     jobs = [describe(job) for job in found]
     return {"jobs": jobs, "total": total, "limit": query["limit"], "offset": query["offset"]}
@@ -225,6 +234,7 @@ def list_jobs(query: dict) -> Any:
 @scope("jobs")
 def batch(batch_id: str) -> Any:
     """A batch as a whole: how many of its jobs are in each status"""
+    expire_overdue(farm().db.session())
     total, found = find_jobs(
         farm().db.session(), batch_id=batch_id, limit=MAX_BATCH, offset=0, owner=_owner()
     )
