@@ -165,11 +165,12 @@ def triton_client(api_url: str, admin_key: str) -> triton.InferenceServerClient:
     return client
 
 
-def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    """Start `inference-farm worker --all-models` in its own session, logging to log_path."""
+def start_worker(env: dict[str, str], log_path: Path, *options: str) -> subprocess.Popen:
+    """Start `inference-farm worker OPTIONS` (default --all-models) in its own session,
+    logging to log_path."""
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "inference_farm", "worker", "--all-models"],
+            [sys.executable, "-m", "inference_farm", "worker", *(options or ["--all-models"])],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
