@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import Any
 
 import pytest
 import redis
 
-from inference_farm.broker.replies import POLL_S, REPLY_TTL_S, Inbox, send_reply
+from inference_farm.broker.replies import REPLY_TTL_S, Inbox, send_reply
 from inference_farm.errors import DeadlineExceeded
 from inference_farm.protocol.messages import BatchReply, Reply
 from tests.conftest import CLOSED_REDIS
@@ -117,11 +118,13 @@ def test_a_forgotten_job_is_never_called_back(broker_url: str) -> None:
 def test_a_broker_that_is_down_is_reported_once(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         inbox = Inbox(CLOSED_REDIS)
-        late = Outcome()
-        inbox.expect("job-1", time.time(), late)
-        assert await late.wait()  # given up after its deadline, broker or not
-        await asyncio.sleep(3 * POLL_S)  # several more failed reads
-        assert isinstance(late.error, DeadlineExceeded)
+        for name in ("job-1", "job-2"):
+            # Given up after its deadline, broker or not. The second, expected once the first
+            # was given up, waits out GRACE_S: more failed reads, each POLL_S apart.
+            late = Outcome()
+            inbox.expect(name, time.time(), late)
+            assert await late.wait(), name
+            assert isinstance(late.error, DeadlineExceeded)
 
     with caplog.at_level(logging.INFO, logger="inference_farm.broker.replies"):
         asyncio.run(scenario())
@@ -130,13 +133,19 @@ def test_a_broker_that_is_down_is_reported_once(caplog: pytest.LogCaptureFixture
 
 
 def test_the_reader_ends_with_its_event_loop(broker_url: str) -> None:
+    readers: list[asyncio.Task] = []
+
     async def scenario() -> None:
         inbox = Inbox(broker_url)
         seen = Outcome()
         inbox.expect("job-1", time.time() + 60, seen)
         send_reply(redis.Redis.from_url(broker_url), inbox.key, "job-1", BatchReply(ok=True))
         assert await seen.wait()
+        readers.extend(task for task in asyncio.all_tasks() if task.get_name() == "inbox")
 
-    started = time.monotonic()
-    asyncio.run(scenario())  # cancels the reader, which must stop rather than read on
-    assert time.monotonic() - started < 5
+    # asyncio.run cancels the reader and waits for it: one that read on would never return.
+    loop = threading.Thread(target=asyncio.run, args=(scenario(),), daemon=True)
+    loop.start()
+    loop.join(timeout=WAIT_S)
+    assert not loop.is_alive(), "the reader outlived its event loop"
+    assert len(readers) == 1 and readers[0].done()
