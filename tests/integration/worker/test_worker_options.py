@@ -75,6 +75,11 @@ def test_named_and_pool_workers_serve_their_models_only(
         assert unserved.status_code == 503, unserved.text
         assert "no live worker serves model 'd'" in unserved.json()["error"]
         assert unserved.headers["retry-after"] == "5"
+        refused = client.post("/v2/repository/models/d/load")  # both answer: not mine
+        assert refused.status_code == 503, refused.text
+        assert "no live worker serves model 'd'" in refused.json()["error"]
+        assert refused.headers["retry-after"] == "5"
+        assert client.post("/v2/repository/models/c/load").status_code == 200
     # Each answer came from the worker that names the model: their own job lines say so.
     assert [bool(batch_sizes(named, m)) for m in "abc"] == [True, True, False]
     assert [bool(batch_sizes(pooled, m)) for m in "abc"] == [False, False, True]
