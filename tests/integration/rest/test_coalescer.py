@@ -72,15 +72,41 @@ def test_requests_within_a_models_queue_delay_travel_as_one_job(
     assert [meta["request_id"] for meta in group["requests"]] == ["0", "1", "2", "3", "4"]
 
 
+async def until_published(settings: Settings, jobs: int, timeout: float = 3.0) -> bool:
+    """Whether the model's queue holds `jobs` jobs within timeout (well under a 5 s delay)."""
+    client = redis.Redis.from_url(settings.broker_url)
+    deadline = time.monotonic() + timeout
+    while client.llen(QUEUE) < jobs and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return client.llen(QUEUE) >= jobs
+
+
 def test_without_a_delay_the_first_request_goes_at_once_and_a_full_job_goes_early(
     farm_settings: Settings, broker_url: str
 ) -> None:
     coalescer = coalescer_for(farm_settings)
     coalescer.max_inflight = 2
-    # No delay: the first goes alone; two rows fill the second job, which goes at once.
-    requests = [prepared(0, max_rows=2), prepared(1, max_rows=2, delay_s=5)]
-    requests += [prepared(2, max_rows=2, delay_s=5)]
-    outcomes = run_requests(coalescer, requests, 0.05)
+
+    async def scenario() -> tuple[bool, bool, list]:
+        def send(value: float, delay_s: float) -> asyncio.Task:
+            trace = {"request_id": str(value), "enqueued_at": time.time()}
+            request = prepared(value, max_rows=2, delay_s=delay_s)
+            return asyncio.create_task(coalescer.infer(request, time.time() + 0.8, PRIORITY, trace))
+
+        # No delay: the first goes alone, at once; two rows fill the second job, which goes
+        # without waiting out its 5 s delay.
+        tasks = [send(0, 0)]
+        alone = await until_published(farm_settings, 1)
+        tasks += [send(1, 5), send(2, 5)]
+        full = await until_published(farm_settings, 2)
+        return alone, full, await asyncio.gather(*tasks, return_exceptions=True)
+
+    alone, full, outcomes = asyncio.run(scenario())
+    assert (alone, full) == (True, True)
     assert all(isinstance(outcome, DeadlineExceeded) for outcome in outcomes), outcomes
     jobs = published(farm_settings)
     assert [job["groups"][0]["rows"] for job in jobs] == [[1], [1, 1]]
+    assert [[m["request_id"] for m in job["groups"][0]["requests"]] for job in jobs] == [
+        ["0"],
+        ["1", "2"],
+    ]
