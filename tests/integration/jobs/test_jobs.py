@@ -158,11 +158,10 @@ def test_the_queue_full_check_counts_jobs_sent_since_its_last_read(broker_url: s
     assert not watch.full(queue, 2)
     watch.sent(queue)
     assert watch.full(queue, 2)  # two sent here, though Redis holds none
-    time.sleep(FULL_CHECK_S * 2)
-    assert not watch.full(queue, 2)  # a fresh read: the queue is empty
+    # Once the read ages out, a fresh one says the queue is empty; then it sees Redis fill.
+    assert wait_for(lambda: not watch.full(queue, 2), timeout=5, interval=FULL_CHECK_S / 4)
     redis.Redis.from_url(broker_url).lpush(queue, "a", "b")
-    time.sleep(FULL_CHECK_S * 2)
-    assert watch.full(queue, 2)
+    assert wait_for(lambda: watch.full(queue, 2), timeout=5, interval=FULL_CHECK_S / 4)
 
 
 def test_no_live_worker_gets_503(api: FlaskClient, live: LiveClient, farm_settings: Any) -> None:
@@ -185,7 +184,11 @@ def test_an_expired_result_is_said_plainly(farm_env: dict[str, str], tmp_path: A
         assert settled(client, "tiny", "1.0.0")["status"] == "ready"
         job_id = client.post("/v1/jobs", json=JOB).get_json()["job_id"]
         assert poll(client, job_id)["result"] is not None
-        time.sleep(3)
+
+        def expired() -> bool:
+            return client.get(f"/v1/jobs/{job_id}").get_json()["result_expired"]
+
+        assert wait_for(expired, timeout=20)
         job = client.get(f"/v1/jobs/{job_id}").get_json()
         assert (job["status"], job["result"], job["result_expired"]) == ("succeeded", None, True)
         assert job["message"] == "the result has expired: results are kept 2 seconds"
