@@ -20,6 +20,7 @@ from inference_farm.errors import DeadlineExceeded
 from inference_farm.protocol.codec import parse_request
 from inference_farm.protocol.packing import unpack
 from inference_farm.settings import Settings
+from tests.integration.helpers import beat_for
 
 QUEUE = model_queue("m")
 PRIORITY = 9  # sync requests run at 9: kombu priority 0, the bare queue name
@@ -33,9 +34,11 @@ def prepared(value: float, max_rows: int = 32, delay_s: float = 0.0) -> enqueue.
 
 def coalescer_for(settings: Settings) -> Coalescer:
     celery = create_celery(settings)
-    watch = QueueWatch(celery, settings.broker_url or "")
-    # Only the worker-liveness view is faked: no worker runs, so nothing answers.
-    watch._consumed, watch._fetched_at, watch._thread = {QUEUE}, float("inf"), object()
+    # No worker runs, so nothing consumes what is published; a heartbeat (what workers
+    # write) names the queue, and the watch asks the absent workers only briefly.
+    beat_for(settings.broker_url or "", QUEUE)
+    watch = QueueWatch(celery, settings.broker_url or "", timeout=0.2)
+    assert watch.serves(QUEUE)
     return Coalescer(celery, watch, max_inflight=1, max_queue_length=100)
 
 

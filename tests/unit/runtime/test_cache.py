@@ -12,6 +12,7 @@ import pytest
 
 from inference_farm.runtime import cache as cache_module
 from inference_farm.runtime.cache import SessionCache
+from tests.services import wait_for
 
 
 class Session:
@@ -277,8 +278,7 @@ def test_eviction_during_load_keeps_nothing(
     loader.gate = threading.Event()
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(cache.get, ("a", "1"), files["a"])
-        while not loader.calls:
-            time.sleep(0.01)
+        assert wait_for(lambda: loader.calls, 10, 0.01), "the load never began"
         assert cache.evict_model("a") == 0
         loader.gate.set()
         assert isinstance(pending.result(), Session)  # the caller is still served
@@ -293,8 +293,7 @@ def test_hits_are_not_blocked_by_a_load(
     loader.gate = threading.Event()
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(cache.get, ("a", "1"), files["a"])
-        while len(loader.calls) < 2:
-            time.sleep(0.01)
+        assert wait_for(lambda: len(loader.calls) >= 2, 10, 0.01), "the load never began"
         assert cache.get(("b", "1"), files["b"]) is ready
         loader.gate.set()
         pending.result()
