@@ -9,9 +9,10 @@ from typing import Any
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 from flask_smorest import Api
+from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 from werkzeug.exceptions import HTTPException
 
-from inference_farm.errors import FarmError, RateLimited, Unavailable
+from inference_farm.errors import Conflict, FarmError, RateLimited, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,17 @@ def _handle_unexpected(error: Exception) -> ResponseReturnValue:
     return error_response(500, INTERNAL)
 
 
+def _handle_lost_race(error: Exception) -> ResponseReturnValue:
+    """A row this request changed was deleted or changed by another one meanwhile."""
+    log.info("lost a race on %s %s: %s", request.method, request.path, error)
+    return _handle_farm_error(
+        Conflict("another request changed or deleted this record meanwhile; read it and retry")
+    )
+
+
 def register_error_handlers(app: Flask) -> None:
     """Route FarmError and anything unexpected to the farm's error bodies."""
     app.register_error_handler(FarmError, _handle_farm_error)
+    app.register_error_handler(StaleDataError, _handle_lost_race)
+    app.register_error_handler(ObjectDeletedError, _handle_lost_race)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -164,7 +164,7 @@ class OneVersion(MethodView):
         record = catalog.get_version(session, name, version)
         record.description = body["description"]
         session.commit()
-        return record
+        return catalog.get_version(session, name, version)  # 404 if a delete came between
 
     @scope("models:write")
     @blp.response(200, VersionOut)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
 from inference_farm import __version__
 from inference_farm.api import create_app
@@ -142,3 +143,17 @@ def test_farm_error_maps_to_status(
     assert v1.status_code == status
     assert v1.get_json()["code"] == status
     assert v1.get_json()["error"] == error.message
+
+
+@pytest.mark.parametrize(
+    "error",
+    [StaleDataError("UPDATE expected 1 row, 0 matched"), ObjectDeletedError(None, "gone")],
+    ids=["stale", "deleted"],
+)
+def test_a_row_lost_to_a_concurrent_request_is_409(
+    app: Flask, client: FlaskClient, error: Exception
+) -> None:
+    app.add_url_rule("/v1/race", "race", _raiser(error))
+    response = client.get("/v1/race")
+    assert response.status_code == 409, response.get_json()
+    assert "retry" in response.get_json()["error"]
