@@ -54,3 +54,20 @@ def test_every_public_error_is_covered() -> None:
         if isinstance(value, type) and issubclass(value, errors.FarmError)
     }
     assert public == {kind for kind, _ in STATUSES}
+
+
+GRPC_CODES = {
+    errors.InvalidInput: "INVALID_ARGUMENT", errors.ModelRejected: "INVALID_ARGUMENT",
+    errors.Unauthorized: "UNAUTHENTICATED", errors.Forbidden: "PERMISSION_DENIED",
+    errors.NotFound: "NOT_FOUND", errors.Conflict: "FAILED_PRECONDITION",
+    errors.PayloadTooLarge: "RESOURCE_EXHAUSTED", errors.RateLimited: "RESOURCE_EXHAUSTED",
+    errors.Unavailable: "UNAVAILABLE", errors.SchemaNotReady: "UNAVAILABLE",
+    errors.DeadlineExceeded: "DEADLINE_EXCEEDED", errors.FarmError: "INTERNAL",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "code"), GRPC_CODES.items())
+def test_every_error_knows_its_grpc_status(kind: type[errors.FarmError], code: str) -> None:
+    grpc = pytest.importorskip("grpc")
+    assert kind("x").grpc_code == code
+    assert grpc.StatusCode[code]  # a real status code's name
