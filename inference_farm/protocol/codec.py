@@ -132,8 +132,8 @@ def build_response(
 ) -> tuple[bytes, int | None]:
     """An infer response body and, when it carries binary data, its JSON header's length."""
     entries, chunks, any_binary, finite = [], [], False, True
-    for name, binary in _selection(outputs, requested, binary_default):
-        entry, chunk, finite_here = _output_entry(name, outputs[name], binary)
+    for name, binary in selection(outputs, requested, binary_default):
+        entry, chunk, finite_here = output_entry(name, outputs[name], binary)
         entries.append(entry)
         finite = finite and finite_here
         if binary:
@@ -153,9 +153,10 @@ def build_response(
     return header + b"".join(chunks), len(header)
 
 
-def _selection(
+def selection(
     outputs: dict[str, dict], requested: list[RequestedOutput] | None, binary_default: bool
 ) -> list[tuple[str, bool]]:
+    """The outputs to send, in order, each with whether it goes as binary data."""
     if requested is None:
         return [(name, binary_default) for name in outputs]
     for output in requested:
@@ -170,7 +171,7 @@ def _selection(
     ]
 
 
-def _output_entry(name: str, packed: dict, binary: bool) -> tuple[dict, bytes, bool]:
+def output_entry(name: str, packed: dict, binary: bool) -> tuple[dict, bytes, bool]:
     """The response entry of one packed output, its binary data (b"" when sent as JSON), and
     whether its JSON data is free of NaN and infinities."""
     entry: dict[str, Any] = {"name": name, "datatype": packed["datatype"], "shape": packed["shape"]}
