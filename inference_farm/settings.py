@@ -68,6 +68,10 @@ class Settings(BaseModel):
         "127.0.0.1", description="Address the API, Flower and worker metrics bind to."
     )
     api_port: int = Field(8000, ge=1, le=65535, description="Port of the API.")
+    grpc_port: int = Field(
+        8001, ge=0, le=65535,
+        description="Port of the gRPC Open Inference Protocol endpoint, as in Triton; 0 is off.",
+    )  # fmt: skip
     api_workers: int = Field(
         1, ge=1, description="API server processes (gunicorn + uvicorn); one coalesces best."
     )

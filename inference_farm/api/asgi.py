@@ -18,6 +18,7 @@ import orjson
 from a2wsgi import WSGIMiddleware
 from flask import Flask
 
+from inference_farm.api import grpc_server
 from inference_farm.api.app import create_app
 from inference_farm.api.context import Farm
 from inference_farm.api.dataplane import DataPlane
@@ -167,6 +168,27 @@ async def _respond(send: Send, status: int, body: bytes, headers: dict[str, str]
     await send({"type": "http.response.body", "body": body})
 
 
+async def _lifespan(
+    receive: Receive, send: Send, settings: Settings, flask_app: Flask, plane: DataPlane
+) -> None:
+    """Start the gRPC server beside HTTP, on this event loop; stop it on shutdown."""
+    server = None
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                server = await grpc_server.start(settings, flask_app, plane)
+            except Exception as exc:  # a taken port, unreadable TLS files: say so, do not serve
+                log.exception("the gRPC server did not start")
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await grpc_server.stop(server)
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 def create_asgi(settings: Settings | None = None) -> Callable[..., Awaitable[None]]:
     """The API for settings as an ASGI app: the infer lane, and Flask for the rest."""
     settings = settings or get_settings()
@@ -175,6 +197,9 @@ def create_asgi(settings: Settings | None = None) -> Callable[..., Awaitable[Non
     wsgi = WSGIMiddleware(flask_app, workers=settings.api_threads)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send, settings, flask_app, lane.plane)
+            return
         if scope["type"] != "http":
             return
         if not INFER_PATH.fullmatch(scope["path"]):

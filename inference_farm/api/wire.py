@@ -218,7 +218,7 @@ class FarmWorker(UvicornWorker):
 
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         "loop": "auto",
-        "lifespan": "off",  # nothing to start or stop: the app builds itself on load
+        "lifespan": "on",  # the app starts its gRPC server on this loop, and stops it
         "access_log": False,
         "server_header": False,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import signal
@@ -66,11 +67,21 @@ def wait_ready(supervisor: Supervisor, url: str, timeout: float = READY_TIMEOUT_
         raise Unavailable(f"the API at {url} was not ready within {timeout:.0f}s")
 
 
+def _grpc_address(settings: Settings) -> str:
+    """Where gRPC is served, or why it is not."""
+    if not settings.grpc_port:
+        return "off (grpc_port 0)"
+    if importlib.util.find_spec("grpc") is None:
+        return "off (pip install 'inference-farm[grpc]')"
+    return f"{settings.api_host}:{settings.grpc_port}"
+
+
 def _banner(settings: Settings, api_url: str, broker_url: str, key: str, flower: bool) -> None:
     lines = [
         "inference-farm is up",
         f"  API        {api_url}   (docs: {api_url}/docs)",
         f"  readiness  {api_url}/v2/health/ready",
+        f"  gRPC       {_grpc_address(settings)}",
         f"  broker     {broker_url}",
         f"  registry   {Database(settings.effective_database_url).safe_url}",
     ]

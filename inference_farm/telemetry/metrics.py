@@ -35,7 +35,7 @@ RATE_LIMITED = Counter(
 )
 
 
-def observe_request(method: str, route: str, model: str, status: int, seconds: float) -> None:
+def observe_request(method: str, route: str, model: str, status: int | str, seconds: float) -> None:
     """Count one answered HTTP request and its latency."""
     count, latency = _request_children(method, route, model, status)
     count.inc()
@@ -43,7 +43,7 @@ def observe_request(method: str, route: str, model: str, status: int, seconds: f
 
 
 @functools.lru_cache(maxsize=4096)
-def _request_children(method: str, route: str, model: str, status: int) -> tuple[Any, Any]:
+def _request_children(method: str, route: str, model: str, status: int | str) -> tuple[Any, Any]:
     # labels() costs more than the observation itself; model names are bounded by the caller.
     return HTTP_REQUESTS.labels(method, route, model, str(status)), HTTP_LATENCY.labels(
         method, route, model

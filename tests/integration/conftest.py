@@ -135,6 +135,7 @@ def farm_env(tmp_path: Path, broker_url: str, farm_database: str) -> dict[str, s
         INFERENCE_FARM_DATABASE_URL=farm_database,
         INFERENCE_FARM_DATA_DIR=str(tmp_path / "data"),
         INFERENCE_FARM_WORKER_CONCURRENCY="1",
+        INFERENCE_FARM_GRPC_PORT="0",  # tests/integration/grpc/ turns it on, on a free port
     )
     return env
 

@@ -40,7 +40,8 @@ def _metadata(record: ModelVersion, versions: list[str]) -> dict[str, Any]:
     }
 
 
-def _ready_version(name: str, version: str | None) -> ModelVersion:
+def ready_version(name: str, version: str | None) -> ModelVersion:
+    """The version (or the one served by default) when it is ready; 400 or 404 otherwise."""
     record = catalog.resolve(farm().db.session(), name, version)
     if record.status != "ready":
         reason = f": {record.error}" if record.error else ""
@@ -52,7 +53,7 @@ def _ready_version(name: str, version: str | None) -> ModelVersion:
 @scope("models:read")
 def model_metadata(name: str) -> ResponseReturnValue:
     """Metadata of the version served by default: inputs, outputs, versions"""
-    record = _ready_version(name, None)
+    record = ready_version(name, None)
     ready = [v.version for v in catalog.versions(record.model) if v.status == "ready"]
     return _metadata(record, ready)
 
@@ -61,14 +62,14 @@ def model_metadata(name: str) -> ResponseReturnValue:
 @scope("models:read")
 def version_metadata(name: str, version: str) -> ResponseReturnValue:
     """Metadata of one version"""
-    return _metadata(_ready_version(name, version), [version])
+    return _metadata(ready_version(name, version), [version])
 
 
 @blp.route("/models/<name>/ready")
 @scope("models:read")
 def model_ready(name: str) -> ResponseReturnValue:
     """200 when the model has a ready version"""
-    record = _ready_version(name, None)
+    record = ready_version(name, None)
     return {"name": name, "version": record.version, "ready": True}
 
 
@@ -76,7 +77,7 @@ def model_ready(name: str) -> ResponseReturnValue:
 @scope("models:read")
 def version_ready(name: str, version: str) -> ResponseReturnValue:
     """200 when this version is ready"""
-    _ready_version(name, version)
+    ready_version(name, version)
     return {"name": name, "version": version, "ready": True}
 
 
@@ -130,7 +131,7 @@ def _broadcast(command: str, name: str, expect_replies: bool) -> list[dict]:
 @scope("models:write")
 def load(name: str) -> ResponseReturnValue:
     """Warm the model's default version on every worker that serves it"""
-    _ready_version(name, None)
+    ready_version(name, None)
     answers = _broadcast(LOAD_COMMAND, name, expect_replies=True)
     errors = [a for a in answers if "error" in a]
     if any("ok" in a for a in answers):

@@ -7,11 +7,15 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from inference_farm.cli.embedded_redis import free_port
 from tests import onnx_models
+from tests.integration.conftest import running_api
 from tests.integration.helpers import expected, model_bytes
 
 README = Path(__file__).parents[3] / "README.md"
@@ -36,19 +40,30 @@ def _job_outputs(stdout: str) -> dict[str, np.ndarray]:
     return {o["name"]: np.reshape(o["data"], o["shape"]).astype(np.float32) for o in outputs}
 
 
+@pytest.fixture
+def grpc_api(farm_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A real API serving HTTP and gRPC, as `inference-farm up` starts it: (URL, address)."""
+    port = free_port()
+    env = {**farm_env, "INFERENCE_FARM_GRPC_PORT": str(port)}
+    with running_api(env, tmp_path / "api.log") as url:
+        yield url, f"127.0.0.1:{port}"
+
+
 def test_readme_examples_run_against_a_live_farm(
-    api_url: str, admin_key: str, worker: subprocess.Popen, tmp_path: Path
+    grpc_api: tuple[str, str], admin_key: str, worker: subprocess.Popen, tmp_path: Path
 ) -> None:
+    api_url, grpc_address = grpc_api
     onnx_models.save(onnx_models.tiny_mlp(), tmp_path / "tiny.onnx")
     x = np.array([[1, 2, 3, 4]], np.float32)  # what the REST examples send
     (want,) = expected(model_bytes(onnx_models.tiny_mlp()), {"x": x})
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFERENCE_FARM_")}
-    env.update(INFERENCE_FARM_URL=api_url, INFERENCE_FARM_API_KEY=admin_key)
+    env.update(INFERENCE_FARM_URL=api_url, INFERENCE_FARM_API_KEY=admin_key,
+               INFERENCE_FARM_GRPC=grpc_address)  # fmt: skip
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     examples = _examples()
     assert {heading for _lang, _code, heading in examples} >= {
         "CLI", "REST, synchronous (Open Inference Protocol)", "REST, submit and poll",
-        "Python client",
+        "gRPC (Open Inference Protocol)", "Python client",
     }  # fmt: skip
     for language, code, heading in examples:
         argv = ["bash", "-euo", "pipefail", "-c", code] if language == "bash" else [
@@ -61,3 +76,6 @@ def test_readme_examples_run_against_a_live_farm(
             assert '"model_name":"tiny"' in done.stdout
         if "/v1/jobs/$JOB" in code:
             np.testing.assert_allclose(_job_outputs(done.stdout)["y"], want, rtol=1e-5)
+        if "tritonclient.grpc" in code:  # it sends ones
+            (ones,) = expected(model_bytes(onnx_models.tiny_mlp()), {"x": np.ones_like(x)})
+            np.testing.assert_allclose(json.loads(done.stdout), ones, rtol=1e-5)
