@@ -30,7 +30,6 @@ from inference_farm.protocol.grpc import inference_pb2_grpc as pb_grpc
 from inference_farm.telemetry import metrics, request_ids
 
 log = logging.getLogger(__name__)
-SERVICE = "inference.GRPCInferenceService"
 
 
 def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
@@ -62,8 +61,8 @@ def rpc(scope: str, model_of: Callable[[Any], str | None] = lambda _request: Non
                 await context.abort(code, INTERNAL)
             finally:
                 request_ids.unbind(token)
-                route = f"/{SERVICE}/{method.__name__}"
-                metrics.observe_request("GRPC", route, "", code.name, time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                metrics.observe_rpc(method.__name__, model_of(request) or "", code.name, seconds)
 
         return call
 

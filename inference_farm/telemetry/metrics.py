@@ -28,6 +28,17 @@ HTTP_LATENCY = Histogram(
     ["method", "route", "model"],
     buckets=LATENCY_BUCKETS,
 )
+GRPC_REQUESTS = Counter(
+    PREFIX + "grpc_requests",
+    "gRPC calls answered, by RPC, model and status code (OK, NOT_FOUND …)",
+    ["rpc", "model", "code"],
+)
+GRPC_LATENCY = Histogram(
+    PREFIX + "grpc_request_duration_seconds",
+    "Time from receiving a gRPC call to having its answer, by RPC and model",
+    ["rpc", "model"],
+    buckets=LATENCY_BUCKETS,
+)
 RATE_LIMITED = Counter(
     PREFIX + "rate_limit_rejections",
     "Requests refused with 429, by the limit they hit: key_rate, jobs_per_key or queue_full",
@@ -42,8 +53,15 @@ def observe_request(method: str, route: str, model: str, status: int | str, seco
     latency.observe(seconds)
 
 
+def observe_rpc(rpc: str, model: str, code: str, seconds: float) -> None:
+    """Count one answered gRPC call and its latency; model is "" unless it answered OK."""
+    model = model if code == "OK" else ""  # names from refused calls are unbounded
+    GRPC_REQUESTS.labels(rpc, model, code).inc()
+    GRPC_LATENCY.labels(rpc, model).observe(seconds)
+
+
 @functools.lru_cache(maxsize=4096)
-def _request_children(method: str, route: str, model: str, status: int | str) -> tuple[Any, Any]:
+def _request_children(method: str, route: str, model: str, status: int) -> tuple[Any, Any]:
     # labels() costs more than the observation itself; model names are bounded by the caller.
     return HTTP_REQUESTS.labels(method, route, model, str(status)), HTTP_LATENCY.labels(
         method, route, model

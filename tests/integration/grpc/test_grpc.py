@@ -86,6 +86,8 @@ def test_tritonclient_grpc_works_unchanged(
     result = client.infer("tiny", inputs, headers=headers, request_id="r-1")
     np.testing.assert_allclose(result.as_numpy("y"), expected(TINY, {"x": X})[0], rtol=1e-5)
     assert result.get_response().id == "r-1"
+    scraped = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {admin_key}"}).text
+    assert 'inference_farm_grpc_requests_total{code="OK",model="tiny",rpc="ModelInfer"}' in scraped
     index = client.get_model_repository_index(headers=headers)
     assert [(m.name, m.state) for m in index.models] == [("tiny", "READY")]
     client.unload_model("tiny", headers=headers)
