@@ -14,10 +14,12 @@ INPUT_DECIMALS = 4  # short decimal text, so every server parses the same float3
 
 @dataclass(frozen=True)
 class BodySet:
-    """One model's request bodies (one JSON a line) and expected outputs (numbers a line)."""
+    """One model's request bodies (one JSON a line), expected outputs (numbers a line) and
+    the same requests in Triton's binary form (JSON header, tab, hex of the tensor bytes)."""
 
     bodies: Path
     expected: Path
+    binary: Path | None = None
 
 
 def session(model: Path) -> Any:
@@ -43,6 +45,16 @@ def body_text(request_id: int, row: np.ndarray) -> str:
     )
 
 
+def binary_text(request_id: int, row: np.ndarray) -> str:
+    """The binary-extension request for one batch-1 row: its JSON header, a tab, hex bytes."""
+    data = row.astype("<f4").tobytes()
+    head = (
+        f'{{"id":"{request_id}","inputs":[{{"name":"x","shape":[1,{row.size}],'
+        f'"datatype":"FP32","parameters":{{"binary_data_size":{len(data)}}}}}]}}'
+    )
+    return f"{head}\t{data.hex()}"
+
+
 def expected_text(outputs: np.ndarray) -> str:
     """One expected output row as space-separated numbers, exact for float32."""
     return " ".join(f"{value:.9g}" for value in outputs.ravel().tolist())
@@ -54,10 +66,16 @@ def write_bodies(model: Path, folder: Path, count: int = 64, seed: int = 0) -> B
     width = sess.get_inputs()[0].shape[1]
     rows = random_inputs(width, count, seed)
     folder.mkdir(parents=True, exist_ok=True)
-    result = BodySet(folder / f"{model.stem}.bodies", folder / f"{model.stem}.expected")
-    with result.bodies.open("w") as bodies, result.expected.open("w") as expected:
+    paths = [folder / f"{model.stem}.{kind}" for kind in ("bodies", "expected", "binary")]
+    result = BodySet(*paths)
+    with (
+        result.bodies.open("w") as bodies,
+        result.expected.open("w") as expected,
+        paths[2].open("w") as binary,
+    ):
         for request_id, row in enumerate(rows):
             bodies.write(body_text(request_id, row) + "\n")
+            binary.write(binary_text(request_id, row) + "\n")
             (answer,) = sess.run(None, {"x": row[None, :]})
             expected.write(expected_text(answer) + "\n")
     return result

@@ -53,6 +53,7 @@ def farm_env(opts: FarmOptions, data_dir: Path, base: dict[str, str]) -> dict[st
     env.update({PREFIX + name: value for name, value in opts.settings.items()})
     env[PREFIX + "DATA_DIR"] = str(data_dir)
     env.setdefault(PREFIX + "API_PORT", str(free_port()))
+    env.setdefault(PREFIX + "GRPC_PORT", str(free_port()))  # not 8001: the grpc lane's own
     # The batch sizes under each cell come from the worker's metrics.
     env.setdefault(PREFIX + "WORKER_METRICS_PORT", str(free_port()))
     return env
@@ -122,6 +123,8 @@ def private_farm(opts: FarmOptions, work: Path) -> Iterator[Target]:
         url = f"http://{env[PREFIX + 'API_HOST']}:{env[PREFIX + 'API_PORT']}"
         wait_ready(supervisor, url, opts.ready_timeout)
         metrics = f"http://{env[PREFIX + 'API_HOST']}:{env[PREFIX + 'WORKER_METRICS_PORT']}"
-        yield Target(url, key, LABEL, metrics + "/metrics" if opts.workers == 1 else None)
+        port = env[PREFIX + "GRPC_PORT"]
+        grpc = f"{env[PREFIX + 'API_HOST']}:{port}" if port != "0" else None
+        yield Target(url, key, LABEL, metrics + "/metrics" if opts.workers == 1 else None, grpc)
     finally:
         supervisor.stop()

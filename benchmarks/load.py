@@ -30,6 +30,7 @@ class Target:
     key: str | None
     label: str
     metrics_url: str | None = None  # a farm worker's Prometheus endpoint, for batch sizes
+    grpc: str | None = None  # host:port of the farm's gRPC endpoint, for the grpc lane
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,16 @@ def probe(target: Target, model: str, bodies: BodySet, opts: LoadOptions, wait: 
 
 
 def wrk_command(
-    target: Target, model: str, bodies: BodySet, connections: int, seconds: float, opts: LoadOptions
+    target: Target,
+    model: str,
+    bodies: BodySet,
+    connections: int,
+    seconds: float,
+    opts: LoadOptions,
+    lane: str = "json",
 ) -> list[str]:
-    """The wrk command line of one run."""
+    """The wrk command line of one run; lane "binary" sends Triton's binary tensor form."""
+    sent = bodies.binary if lane == "binary" else bodies.bodies
     return [
         wrk_binary(),
         "-t", str(max(1, min(opts.threads, connections))),
@@ -100,8 +108,8 @@ def wrk_command(
         "-s", str(LUA),
         target.url + infer_path(model),
         "--",
-        str(bodies.bodies), str(bodies.expected), infer_path(model),
-        target.key or "-", repr(opts.rtol), repr(opts.atol),
+        str(sent), str(bodies.expected), infer_path(model),
+        target.key or "-", repr(opts.rtol), repr(opts.atol), lane,
     ]  # fmt: skip
 
 
@@ -114,10 +122,16 @@ def parse_result(stdout: str) -> dict[str, Any]:
 
 
 def run_wrk(
-    target: Target, model: str, bodies: BodySet, connections: int, seconds: float, opts: LoadOptions
+    target: Target,
+    model: str,
+    bodies: BodySet,
+    connections: int,
+    seconds: float,
+    opts: LoadOptions,
+    lane: str = "json",
 ) -> dict[str, Any]:
     """Run wrk once and return oip.lua's counts and latencies."""
-    argv = wrk_command(target, model, bodies, connections, seconds, opts)
+    argv = wrk_command(target, model, bodies, connections, seconds, opts, lane)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
@@ -151,13 +165,26 @@ def mean_batch(before: tuple | None, after: tuple | None) -> float | None:
 
 
 def run_cell(
-    target: Target, model: str, bodies: BodySet, connections: int, opts: LoadOptions
+    target: Target,
+    model: str,
+    bodies: BodySet,
+    connections: int,
+    opts: LoadOptions,
+    lane: str = "json",
 ) -> dict[str, Any]:
     """Warm up, then measure one cell; the result also names the cell's settings."""
-    if opts.warmup > 0:
-        run_wrk(target, model, bodies, connections, opts.warmup, opts)
+    if lane == "grpc":
+        from benchmarks import grpc_load  # grpcio is needed for this lane only
+
+        if opts.warmup > 0:
+            grpc_load.run(target, model, bodies, connections, opts.warmup, opts)
+    elif opts.warmup > 0:
+        run_wrk(target, model, bodies, connections, opts.warmup, opts, lane)
     before = batch_totals(target.metrics_url, model)
-    result = run_wrk(target, model, bodies, connections, opts.duration, opts)
+    if lane == "grpc":
+        result = grpc_load.run(target, model, bodies, connections, opts.duration, opts)
+    else:
+        result = run_wrk(target, model, bodies, connections, opts.duration, opts, lane)
     batch = mean_batch(before, batch_totals(target.metrics_url, model))
-    result.update(model=model, connections=connections, mean_batch_size=batch)
+    result.update(model=model, connections=connections, lane=lane, mean_batch_size=batch)
     return result

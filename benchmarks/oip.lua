@@ -1,8 +1,10 @@
 -- wrk script: POST precomputed Open Inference Protocol bodies in turn and check each answer.
 --
---   wrk ... -s oip.lua URL -- BODIES EXPECTED PATH KEY RTOL ATOL
+--   wrk ... -s oip.lua URL -- BODIES EXPECTED PATH KEY RTOL ATOL [LANE]
 --
--- BODIES holds one JSON request a line, each with "id" = its line number from 0; EXPECTED
+-- BODIES holds one JSON request a line, each with "id" = its line number from 0; with LANE
+-- "binary", each line is the JSON header, a tab and the hex of the tensor bytes, sent as
+-- Triton's binary tensor extension (Inference-Header-Content-Length). EXPECTED
 -- holds, on the same line, the output numbers onnxruntime gives in-process. An answer counts
 -- as correct when it is a 200 that echoes a known id and whose first output "data" array
 -- equals the expected numbers within ATOL + RTOL * |expected|. KEY "-" sends no
@@ -42,10 +44,17 @@ function init(args)
    for index, line in ipairs(expected_lines) do
       expected[tostring(index - 1)] = numbers(line)
    end
-   local headers = { ["Content-Type"] = "application/json" }
-   if key ~= "-" then headers["Authorization"] = "Bearer " .. key end
+   local binary = args[7] == "binary"
    requests = {}
    for index, body in ipairs(bodies) do
+      local headers = { ["Content-Type"] = "application/json" }
+      if binary then
+         local head, hex = body:match("^([^\t]*)\t(%x*)$")
+         body = head .. hex:gsub("..", function(pair) return string.char(tonumber(pair, 16)) end)
+         headers["Content-Type"] = "application/octet-stream"
+         headers["Inference-Header-Content-Length"] = tostring(#head)
+      end
+      if key ~= "-" then headers["Authorization"] = "Bearer " .. key end
       requests[index] = wrk.format("POST", path, headers, body)
    end
    -- Threads start at different bodies so that concurrent requests differ.

@@ -30,6 +30,12 @@ HERE = Path(__file__).resolve().parent
 SYSTEMS = ["inprocess", "noqueue", "ray-direct", "ray-proxy", "farm"]
 BATCHES = (1, 32)
 WARM_CONNECTIONS = 32
+# The farm's lanes: (table label suffix, how requests travel). Peers serve the JSON lane only.
+LANES = {
+    "json": ("", "REST, JSON"),
+    "binary": (", REST binary", "REST, Triton's binary tensor extension"),
+    "grpc": (", gRPC", "gRPC ModelInfer, raw_input_contents"),
+}
 
 
 def _names(text: str, known: list[str], what: str) -> list[str]:
@@ -56,7 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--rtol", type=float, default=1e-4, help="relative tolerance of a correct answer")
     add("--atol", type=float, default=1e-5, help="absolute tolerance of a correct answer")
     add("--bodies", type=int, default=64, help="distinct request bodies per model")
+    add("--lanes", default=",".join(LANES), help="the farm's lanes, from: " + ", ".join(LANES))
     add("--url", help="benchmark the farm already running at this URL instead of starting one")
+    add("--grpc", help="host:port of the gRPC endpoint of the farm at --url")
     add("--key", help="API key for --url (needs models:read, models:write and infer)")
     add("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
         help="a setting of the private farm, e.g. worker_concurrency=4 (repeatable)")  # fmt: skip
@@ -73,23 +81,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.systems = _names(args.systems, SYSTEMS, "system")
     args.cells = _names(args.cells, list(CELLS), "cell")
+    args.lanes = _names(args.lanes, list(LANES), "lane")
     return args
 
 
-def measure(target: Target, data: dict[str, BodySet], args: argparse.Namespace) -> dict:
-    """Probe each model the cells use, then run the cells against target."""
+def measure(
+    target: Target, data: dict[str, BodySet], args: argparse.Namespace, lane: str = "json"
+) -> dict:
+    """Probe each model the cells use, then run the cells against target on lane."""
     opts = LoadOptions(
         args.duration, args.warmup, args.wrk_threads, args.wrk_timeout, args.rtol, args.atol
     )
     for model in sorted({CELLS[cell][0] for cell in args.cells}):
         probe(target, model, data[model], opts, wait=60.0)
         # Many connections reach every server process, so that no cell pays a cold start.
-        if opts.warmup > 0:
-            run_wrk(target, model, data[model], WARM_CONNECTIONS, opts.warmup, opts)
+        if opts.warmup > 0 and lane != "grpc":  # each grpc run warms its own channels
+            run_wrk(target, model, data[model], WARM_CONNECTIONS, opts.warmup, opts, lane)
     cells = {}
     for cell in args.cells:
         model, connections = CELLS[cell]
-        cells[cell] = run_cell(target, model, data[model], connections, opts)
+        cells[cell] = run_cell(target, model, data[model], connections, opts, lane)
         print(f"  {cell}: {_summary(cells[cell])}", flush=True)
     return cells
 
@@ -105,7 +116,8 @@ def _summary(cell: dict[str, Any]) -> str:
 
 def _farm(args: argparse.Namespace, models: dict[str, Path]) -> AbstractContextManager[Target]:
     if args.url:
-        return nullcontext(Target(args.url.rstrip("/"), args.key, f"{farm.LABEL} at {args.url}"))
+        label = f"{farm.LABEL} at {args.url}"
+        return nullcontext(Target(args.url.rstrip("/"), args.key, label, grpc=args.grpc))
     opts = farm.FarmOptions(
         settings=farm.parse_settings(args.settings),
         workers=args.farm_workers,
@@ -138,27 +150,50 @@ def _system(name: str, args: argparse.Namespace, models: dict[str, Path]) -> Any
     return peers.ray_serve(python, ingress, models_dir, args.work_dir, _peer_opts(args))
 
 
+def _failed(entry: dict[str, Any], error: Exception) -> None:
+    traceback.print_exc()
+    entry.update(status="failed", reason=str(error).splitlines()[0][:200])
+
+
+def _farm_lanes(
+    target: Target, args: argparse.Namespace, models: dict[str, Path], data: dict[str, BodySet]
+) -> list[dict[str, Any]]:
+    """The farm's entries, one per lane, each measured in turn on the one farm."""
+    common = {"versions": _versions(farm.prepare(target, models)), "settings": _farm_settings(args)}
+    entries = []
+    for lane in args.lanes:
+        suffix, how = LANES[lane]
+        system = "farm" if lane == "json" else f"farm-{lane}"
+        entry = {"system": system, "label": target.label + suffix, "lane": lane, "how": how,
+                 "status": "ok", "cells": {}, **common}  # fmt: skip
+        print(f"farm: lane {lane}", flush=True)
+        try:
+            entry["cells"] = measure(target, data, args, lane)
+        except Exception as error:  # one lane failing must not lose the others' numbers
+            _failed(entry, error)
+        entries.append(entry)
+    return entries
+
+
 def run_system(
     name: str, args: argparse.Namespace, models: dict[str, Path], data: dict[str, BodySet]
-) -> dict[str, Any]:
-    """Start the system called name, measure it, stop it; its entry in the results."""
+) -> list[dict[str, Any]]:
+    """Start the system called name, measure it, stop it; its entries (the farm: a lane each)."""
     print(f"{name}: starting", flush=True)
     entry: dict[str, Any] = {"system": name, "label": name, "status": "ok", "cells": {}}
     try:
         system = _system(name, args, models)
         if isinstance(system, str):
             entry.update(status="skipped", reason=system)
-            return entry
+            return [entry]
         with system as target:
             entry["label"] = target.label
             if name == "farm":
-                entry["versions"] = _versions(farm.prepare(target, models))
-                entry["settings"] = _farm_settings(args)
+                return _farm_lanes(target, args, models, data)
             entry["cells"] = measure(target, data, args)
     except Exception as error:  # one system failing must not lose the others' numbers
-        traceback.print_exc()
-        entry.update(status="failed", reason=str(error).splitlines()[0][:200])
-    return entry
+        _failed(entry, error)
+    return [entry]
 
 
 def _versions(records: dict[str, Any]) -> dict[str, Any]:
@@ -196,13 +231,15 @@ def main(argv: list[str] | None = None, on_table: Callable[[str], Any] = print) 
     if "inprocess" in args.systems:
         results["inprocess"] = _inprocess(models, args.duration)
     served = [name for name in args.systems if name != "inprocess"]
-    entries: dict[str, list[dict[str, Any]]] = {name: [] for name in served}
+    entries: dict[str, list[dict[str, Any]]] = {}  # by row: the farm has one per lane
     # Every other round runs the systems in reverse, so a machine that speeds up or slows
     # down during the run does not favour whichever system comes first.
     for index in range(max(1, args.rounds)):
         for name in served if index % 2 == 0 else served[::-1]:
-            entries[name].append(run_system(name, args, models, data))
-    results["systems"] = [merge_rounds(entries[name]) for name in served]
+            for entry in run_system(name, args, models, data):
+                entries.setdefault(entry["system"], []).append(entry)
+    order = [*served, *(f"farm-{lane}" for lane in LANES)]
+    results["systems"] = [merge_rounds(entries[name]) for name in order if name in entries]
     on_table(write(results, args.out, args.json))
     return int(any(system["status"] == "failed" for system in results["systems"]))
 
@@ -223,6 +260,7 @@ def _run_info(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any
         "warmup_s": args.warmup,
         "wrk_threads": args.wrk_threads,
         "cells": args.cells,
+        "lanes": args.lanes,
     }
 
 
