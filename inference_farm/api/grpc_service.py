@@ -19,7 +19,7 @@ from flask import Flask
 
 from inference_farm import __version__
 from inference_farm.api.auth import OPEN, key_for
-from inference_farm.api.dataplane import DataPlane
+from inference_farm.api.dataplane import MAX_TIMEOUT_S, MICROSECONDS, DataPlane
 from inference_farm.api.errors import INTERNAL, log_farm_error
 from inference_farm.api.readiness import readiness
 from inference_farm.api.routes import repository
@@ -145,6 +145,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:
         """Run the model: the same data plane as REST, so requests of both coalesce."""
         parsed = codec.parse_infer(request, self.farm.settings.max_tensor_elements)
+        remaining = context.time_remaining()  # the call's own deadline, when it has one
+        if remaining is not None and "timeout" not in parsed.parameters:
+            parsed.parameters["timeout"] = min(max(remaining, 1e-3), MAX_TIMEOUT_S) * MICROSECONDS
         name, version = request.model_name, request.model_version or None
         reply = await self.plane.infer(name, version, parsed)
         return codec.build_infer(name, str(reply.model_version), parsed, reply.outputs or {})

@@ -166,3 +166,34 @@ def test_grpc_and_rest_requests_arriving_together_share_a_batch(
     live.close()
     assert wait_for(lambda: len(batch_sizes(worker, "tiny")) >= 2, 30)
     assert 2 in batch_sizes(worker, "tiny"), batch_sizes(worker, "tiny")
+
+
+def test_a_call_s_own_deadline_becomes_its_job_s(
+    farm_env: dict[str, str], admin_key: str, worker: subprocess.Popen, tmp_path: Path
+) -> None:
+    # Uncoalesced, each call is its own job at once: the late one is queued in Redis behind
+    # the busy one, so only the deadline it carries can keep the worker from running it.
+    port = free_port()
+    env = {**farm_env, "INFERENCE_FARM_GRPC_PORT": str(port),
+           "INFERENCE_FARM_COALESCE_REQUESTS": "false"}  # fmt: skip
+    with running_api(env, tmp_path / "api.log") as url:
+        _late_call_never_runs(url, f"127.0.0.1:{port}", admin_key, worker)
+
+
+def _late_call_never_runs(url: str, address: str, admin_key: str, worker: subprocess.Popen) -> None:
+    ready_model(url, admin_key, "steady", model_bytes(onnx_models.steady_model(layers=24)))
+    x = np.ones((1, 1024), np.float32)
+    metadata = [("authorization", f"Bearer {admin_key}")]
+    infer = stub(address).ModelInfer
+    with ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(infer, request("steady", x), metadata=metadata, timeout=60)
+        log = Path(worker.log_path)
+        assert wait_for(lambda: "Task farm.infer" in log.read_text(), 30)
+        with pytest.raises(grpc.RpcError) as late:  # no timeout parameter: only the deadline
+            infer(request("steady", x), metadata=metadata, timeout=0.2)
+        assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert busy.result().outputs
+    assert infer(request("steady", x), metadata=metadata, timeout=60).outputs  # runs after it
+    lines = [line for line in log.read_text().splitlines() if "job job_id=" in line]
+    assert sum("outcome=succeeded" in line for line in lines) == 2, lines
+    assert sum("outcome=expired" in line for line in lines) == 1, lines
