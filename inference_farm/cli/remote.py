@@ -206,17 +206,36 @@ def tensor_io(command: Any) -> Any:
     return command
 
 
+def _grpc_client(ctx: click.Context, address: str) -> Any:
+    """A GrpcClient on address, else the default (INFERENCE_FARM_GRPC_URL, or --url's host)."""
+    from inference_farm.client.grpc_client import GrpcClient, default_address
+
+    try:
+        return GrpcClient(address or default_address(ctx.obj["url"]), ctx.obj["api_key"],
+                          retry_budget=CLI_RETRY_BUDGET)  # fmt: skip
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @click.command()
 @tensor_io
 @click.option("--timeout", type=SECONDS, help="Seconds to wait for the answer.")
+@click.option(
+    "--grpc", "grpc_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+    help="Over gRPC, at ADDRESS (host:port, grpcs://host:port) or else at "
+    "INFERENCE_FARM_GRPC_URL or the --url host on port 8001.",
+)  # fmt: skip
 @api_options
 @click.pass_context
 def infer(
     ctx: click.Context, model: str, specs: tuple[str, ...], output: Path | None, as_json: bool,
-    version: str | None, timeout: float | None,
+    version: str | None, timeout: float | None, grpc_address: str | None,
 ) -> None:  # fmt: skip
     """Run MODEL on the inputs and wait for its outputs."""
-    outputs = _client(ctx).infer(model, _inputs(specs), version=version, timeout=timeout)
+    inputs = _inputs(specs)
+    client = _client(ctx) if grpc_address is None else _grpc_client(ctx, grpc_address)
+    with client:
+        outputs = client.infer(model, inputs, version=version, timeout=timeout)
     _show(outputs, output, as_json)
 
 

@@ -1,4 +1,5 @@
-"""Python client of the farm's REST API; imports only numpy, httpx and the standard library."""
+"""Python client of the farm's REST API (and GrpcClient of its gRPC one); imports only numpy,
+httpx and the standard library (grpcio on first use of GrpcClient)."""
 
 from __future__ import annotations
 
@@ -25,17 +26,19 @@ from inference_farm.client.errors import (
     Timeout,
     Unauthorized,
     Unavailable,
+    backoff,
     error_for,
     error_of,
 )
+from inference_farm.client.grpc_client import GrpcClient
 
 __all__ = [
-    "Client", "FarmClientError", "Forbidden", "InvalidInput", "Job", "JobFailed", "NotFound",
-    "RateLimited", "ResultExpired", "Timeout", "Unauthorized", "Unavailable", "error_for",
+    "Client", "FarmClientError", "Forbidden", "GrpcClient", "InvalidInput", "Job", "JobFailed",
+    "NotFound", "RateLimited", "ResultExpired", "Timeout", "Unauthorized", "Unavailable",
+    "error_for",
 ]  # fmt: skip
 DEFAULT_URL = "http://127.0.0.1:8000"
 HEADER_LENGTH = "Inference-Header-Content-Length"
-FIRST_BACKOFF, MAX_BACKOFF = 0.1, 5.0
 # Slack past a request's own deadline, so that the server's 504 (with its job id) arrives first.
 DEADLINE_SLACK = 5.0
 FINISHED = ("succeeded", "failed", "cancelled", "expired")
@@ -238,11 +241,7 @@ class Client:
 
     def _backoff(self, error: FarmClientError, attempt: int, started: float) -> float | None:
         """Seconds to wait before the next attempt; None once the budget would be spent."""
-        delay = max(FIRST_BACKOFF * 2**attempt, error.retry_after or 0.0)
-        delay = min(delay, max(MAX_BACKOFF, error.retry_after or 0.0))
-        if time.monotonic() - started + delay > self.retry_budget:
-            return None
-        return delay
+        return backoff(error, attempt, started, self.retry_budget)
 
     def infer(
         self, model: str, inputs: dict[str, np.ndarray], version: str | None = None,

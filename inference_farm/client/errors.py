@@ -66,6 +66,16 @@ _CLASSES: dict[int, type[FarmClientError]] = {
     502: Unavailable, 503: Unavailable, 504: Timeout,
 }  # fmt: skip
 RETRIED = (429, 503)
+FIRST_BACKOFF, MAX_BACKOFF = 0.1, 5.0
+
+
+def backoff(error: FarmClientError, attempt: int, started: float, budget: float) -> float | None:
+    """Seconds to wait before retry attempt+1; None once the budget would be spent."""
+    delay = max(FIRST_BACKOFF * 2**attempt, error.retry_after or 0.0)
+    delay = min(delay, max(MAX_BACKOFF, error.retry_after or 0.0))
+    if time.monotonic() - started + delay > budget:
+        return None
+    return delay
 
 
 def error_for(

@@ -57,7 +57,7 @@ def _as_bytes(item: Any) -> bytes:
     return str(item).encode("utf-8")
 
 
-def _raw(array: np.ndarray, datatype: str) -> bytes:
+def raw_data(array: np.ndarray, datatype: str) -> bytes:
     """array's binary data: row-major little-endian, or length-prefixed BYTES elements."""
     if datatype == "BYTES":
         items = [_as_bytes(item) for item in array.ravel().tolist()]
@@ -75,7 +75,7 @@ def encode_request(
     for name, value in inputs.items():
         array = np.asarray(value)
         datatype = datatype_of(array)
-        chunk = _raw(array, datatype)
+        chunk = raw_data(array, datatype)
         chunks.append(chunk)
         entries.append({"name": name, "datatype": datatype, "shape": list(array.shape),
                         "parameters": {"binary_data_size": len(chunk)}})  # fmt: skip
@@ -141,11 +141,12 @@ def decode_outputs(document: dict[str, Any], binary: bytes = b"") -> dict[str, A
             chunk, offset = binary[offset : offset + size], offset + size
             if len(chunk) != size:
                 raise ValueError(f"output {entry['name']!r}: the binary data is cut short")
-        decoded[entry["name"]] = _decode_output(entry, chunk)
+        decoded[entry["name"]] = decode_output(entry, chunk)
     return decoded
 
 
-def _decode_output(entry: dict[str, Any], chunk: bytes | None) -> Any:
+def decode_output(entry: dict[str, Any], chunk: bytes | None) -> Any:
+    """One output entry (name, datatype, shape, parameters) and its raw data, decoded."""
     parameters = entry.get("parameters") or {}
     datatype, shape = entry["datatype"], list(entry["shape"])
     if datatype == "BYTES":
