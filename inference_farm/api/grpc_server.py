@@ -31,25 +31,26 @@ async def start(settings: Settings, flask_app: Flask, plane: DataPlane) -> Any |
         return None
     try:
         import grpc
-        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+        from grpc_health.v1 import health, health_pb2_grpc
         from grpc_reflection.v1alpha import reflection
     except ImportError:
         log.warning("gRPC is off: install inference-farm[grpc] to serve grpc_port")
         return None
     from inference_farm.api.grpc_service import InferenceServicer
+    from inference_farm.api.grpc_support import DecodeGuard, ReadinessHealth
     from inference_farm.protocol.grpc import inference_pb2, inference_pb2_grpc
 
     limit = settings.max_request_bytes + 64 * 1024  # the tensors, plus the message's own framing
     server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 1)]
+        interceptors=[DecodeGuard()],
+        options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 1)],
     )
     inference_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         InferenceServicer(flask_app, plane), server
     )
-    checker = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+    checker = ReadinessHealth(plane, HEALTH_SERVICES)  # SERVING while the farm is ready
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
-    for name in HEALTH_SERVICES:
-        await _set(checker, name, health_pb2.HealthCheckResponse.SERVING)
+    await checker.refresh()
     names = [*HEALTH_SERVICES[1:], health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server, pool=inference_pb2.POOL)
     address = f"{settings.api_host}:{settings.grpc_port}"
@@ -61,12 +62,6 @@ async def start(settings: Settings, flask_app: Flask, plane: DataPlane) -> Any |
     await server.start()
     log.info("gRPC serving on %s%s", address, " (TLS)" if credentials else "")
     return server
-
-
-async def _set(checker: Any, name: str, status: Any) -> None:
-    result = checker.set(name, status)
-    if hasattr(result, "__await__"):
-        await result
 
 
 async def stop(server: Any | None) -> None:
