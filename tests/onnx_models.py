@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -287,10 +288,12 @@ ALL_TYPES = {
 }
 
 
-def all_types() -> onnx.ModelProto:
-    """One Identity per Open Inference Protocol datatype: in_<TYPE> [N, 2] -> out_<TYPE>."""
+def all_types(names: Iterable[str] = ALL_TYPES) -> onnx.ModelProto:
+    """One Identity per Open Inference Protocol datatype (of names): in_<TYPE> [N, 2] ->
+    out_<TYPE>."""
     nodes, inputs, outputs = [], [], []
-    for name, elem in ALL_TYPES.items():
+    for name in names:
+        elem = ALL_TYPES[name]
         nodes.append(helper.make_node("Identity", [f"in_{name}"], [f"out_{name}"]))
         inputs.append(helper.make_tensor_value_info(f"in_{name}", elem, ["N", 2]))
         outputs.append(helper.make_tensor_value_info(f"out_{name}", elem, ["N", 2]))
