@@ -14,11 +14,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from benchmarks import farm, load, results
+from benchmarks import farm, grpc_load, load, results
 from benchmarks.bodies import body_text, matches, write_bodies
 from benchmarks.models import mlp, write_models
 from benchmarks.oip import BadRequest, decode_inputs, encode_outputs
 from benchmarks.run import _command, parse_args
+from inference_farm.protocol.grpc import inference_pb2 as pb
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list[str | int]:
@@ -188,6 +189,7 @@ def test_settings_precedence_defaults_then_environment_then_set(tmp_path: Path) 
     assert env["INFERENCE_FARM_API_WORKERS"] == "3"
     assert env["INFERENCE_FARM_API_HOST"] == "127.0.0.1"
     assert env["INFERENCE_FARM_DATA_DIR"] == str(tmp_path)
+    assert env["INFERENCE_FARM_GRPC_PORT"] not in ("0", "8001")  # a free port: the grpc lane
     with pytest.raises(SystemExit, match="NAME=VALUE"):
         farm.parse_settings(["worker_concurrency"])
 
@@ -244,3 +246,65 @@ def test_lua_checker_counts_correct_wrong_and_non_200(
     assert counts["non_200"] == pytest.approx(counts["wrong"], abs=1)
     assert counts["correct"] + counts["wrong"] + counts["non_200"] == counts["responses"]
     assert counts["first_error"].startswith("200 ")
+
+
+def test_binary_bodies_carry_the_json_rows_as_raw_float32(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    bodies = write_bodies(models["tiny"], tmp_path, count=3)
+    for line, binary in zip(
+        bodies.bodies.read_text().splitlines(), bodies.binary.read_text().splitlines(), strict=True
+    ):
+        head, hexed = binary.split("\t")
+        header, body = json.loads(head), json.loads(line)
+        assert header["id"] == body["id"]
+        assert header["inputs"][0]["parameters"] == {"binary_data_size": 64 * 4}
+        raw = np.frombuffer(bytes.fromhex(hexed), "<f4")
+        assert np.array_equal(raw, np.array(body["inputs"][0]["data"], np.float32))
+
+
+def test_grpc_generator_arguments_and_command(tmp_path: Path) -> None:
+    args = grpc_load.parse_args(["h:1", "tiny", "b", "e", "--connections", "2", "--channels", "8"])
+    assert (args.connections, args.channels, args.duration, args.key) == (2, 2, 10.0, None)
+    with pytest.raises(SystemExit):
+        grpc_load.parse_args(["h:1", "tiny", "b", "e", "--connections", "0"])
+    bodies = load.BodySet(tmp_path / "b", tmp_path / "e")
+    target = load.Target("http://h:1", "ifk_k", "farm", grpc="127.0.0.1:9")
+    argv = grpc_load.command(target, "heavy", bodies, 32, 3.0, load.LoadOptions())
+    parsed = grpc_load.parse_args(argv[3:])
+    assert (parsed.address, parsed.model, parsed.connections, parsed.channels) == (
+        "127.0.0.1:9", "heavy", 32, 4,
+    )  # fmt: skip
+    assert (parsed.duration, parsed.key, parsed.bodies) == (3.0, "ifk_k", bodies.bodies)
+    with pytest.raises(RuntimeError, match="no gRPC address"):
+        grpc_load.command(load.Target("http://h:1", None, "farm"), "tiny", bodies, 1, 1.0,
+                          load.LoadOptions())  # fmt: skip
+
+
+def test_grpc_requests_checks_and_result_shape(models: dict[str, Path], tmp_path: Path) -> None:
+    bodies = write_bodies(models["tiny"], tmp_path, count=2)
+    requests = grpc_load.requests_from(bodies.bodies, "tiny")
+    expected = grpc_load.expected_from(bodies.expected)
+    session = ort.InferenceSession(str(models["tiny"]), providers=["CPUExecutionProvider"])
+    x = np.frombuffer(requests[1].raw_input_contents[0], "<f4").reshape(1, 64)
+    assert (requests[1].id, list(requests[1].inputs[0].shape)) == ("1", [1, 64])
+    reply = pb.ModelInferResponse(model_name="tiny", id="1")
+    reply.raw_output_contents.append(session.run(None, {"x": x})[0].astype("<f4").tobytes())
+    assert grpc_load.check(reply, "1", expected[1], 1e-4, 1e-5)
+    assert not grpc_load.check(reply, "0", expected[1], 1e-4, 1e-5)
+    assert not grpc_load.check(reply, "1", expected[0], 1e-4, 1e-5)
+    tally = grpc_load.Tally(correct=3, wrong=1, non_200=2, latencies=[0.001, 0.002, 0.003, 0.1])
+    line = grpc_load.summary(tally, 2.0, 0.5)
+    assert set(line) >= {"duration_s", "responses", "correct", "wrong", "non_200",
+                         "socket_errors", "timeouts", "correct_per_s", "p50_ms", "p99_ms",
+                         "mean_ms", "max_ms", "first_error", "client_cpu_s"}  # fmt: skip
+    assert (line["responses"], line["correct_per_s"], line["p50_ms"]) == (6, 1.5, 2.5)
+    table = results.row({"label": "g", "status": "ok", "cells": {"tiny-c32": line}})
+    assert table == "| g | - | - | 2 | - | 3 |"
+
+
+def test_lanes_are_named_and_checked() -> None:
+    assert parse_args([]).lanes == ["json", "binary", "grpc"]
+    assert parse_args(["--lanes", "grpc"]).lanes == ["grpc"]
+    with pytest.raises(SystemExit, match="unknown lane"):
+        parse_args(["--lanes", "grpc,soap"])
