@@ -18,10 +18,10 @@ import grpc
 from flask import Flask
 
 from inference_farm import __version__
+from inference_farm.api import grpc_support
 from inference_farm.api.auth import OPEN, key_for
 from inference_farm.api.dataplane import MAX_TIMEOUT_S, MICROSECONDS, DataPlane
 from inference_farm.api.errors import INTERNAL, log_farm_error
-from inference_farm.api.readiness import readiness
 from inference_farm.api.routes import repository
 from inference_farm.errors import FarmError, RateLimited, Unavailable
 from inference_farm.protocol.grpc import codec
@@ -109,12 +109,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     @rpc(OPEN)
     async def ServerReady(self, request: Any, context: Any) -> pb.ServerReadyResponse:
         """Ready when the registry is reachable and migrated and Redis answers."""
-        settings = self.farm.settings
-        state = await self.plane.blocking(
-            readiness, self.farm.db, settings.broker_url or "",
-            settings.effective_result_backend or "", settings.health_timeout,
-        )  # fmt: skip
-        return pb.ServerReadyResponse(ready=state.ready)
+        return pb.ServerReadyResponse(ready=await grpc_support.farm_ready(self.plane))
 
     @rpc(OPEN)
     async def ServerMetadata(self, request: Any, context: Any) -> pb.ServerMetadataResponse:
