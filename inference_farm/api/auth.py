@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -51,13 +53,29 @@ def _unauthorized(message: str) -> Unauthorized:
 
 
 def bearer(header: str) -> str:
-    """The token of an Authorization header; 401 when it is missing or not Bearer."""
+    """The key of an Authorization header: Bearer <key>, or Basic with the key as password
+    (as Triton's clients' BasicAuth plugin sends it); 401 when missing or malformed."""
     kind, _, token = header.partition(" ")
     if not header:
         raise _unauthorized("an API key is required: send Authorization: Bearer <key>")
-    if kind.lower() != "bearer" or not token.strip():
-        raise _unauthorized("malformed Authorization header: expected Bearer <key>")
+    if kind.lower() == "basic":
+        token = _basic_password(token.strip())
+    elif kind.lower() != "bearer":
+        token = ""
+    if not token.strip():
+        raise _unauthorized(
+            "malformed Authorization header: expected Bearer <key>, or Basic with the key as "
+            "password"
+        )
     return token.strip()
+
+
+def _basic_password(credentials: str) -> str:
+    try:
+        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+    return decoded.partition(":")[2]
 
 
 def allows(key: ApiKey, wanted: str) -> bool:

@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as tgrpc
+from tritonclient.grpc.auth import BasicAuth
 
 from inference_farm.cli.embedded_redis import free_port
 from inference_farm.protocol.grpc import inference_pb2 as pb
@@ -88,6 +89,13 @@ def test_tritonclient_grpc_works_unchanged(
     assert result.get_response().id == "r-1"
     scraped = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {admin_key}"}).text
     assert 'inference_farm_grpc_requests_total{code="OK",model="tiny",rpc="ModelInfer"}' in scraped
+    basic = tgrpc.InferenceServerClient(address)  # Triton's BasicAuth plugin: key as password
+    basic.register_plugin(BasicAuth("farm", admin_key))
+    assert basic.is_model_ready("tiny") and basic.infer("tiny", inputs).as_numpy("y") is not None
+    _, call = stub(address).ModelInfer.with_call(
+        request("tiny"), metadata=[*headers.items(), ("x-request-id", "trace-0042")], timeout=30
+    )
+    assert dict(call.initial_metadata())["x-request-id"] == "trace-0042"
     index = client.get_model_repository_index(headers=headers)
     assert [(m.name, m.state) for m in index.models] == [("tiny", "READY")]
     client.unload_model("tiny", headers=headers)
