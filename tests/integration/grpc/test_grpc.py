@@ -69,6 +69,16 @@ def code_of(call, message, key: str | None) -> tuple[grpc.StatusCode, str]:
     return raised.value.code(), raised.value.details()
 
 
+def code_of_with_trailers(call, message, key: str) -> tuple[grpc.StatusCode | None, bool, str]:
+    """The call's status, whether it said when to retry, and its message."""
+    try:
+        call(message, metadata=[("authorization", f"Bearer {key}")], timeout=30)
+    except grpc.RpcError as error:
+        trailers = dict(error.trailing_metadata() or ())
+        return error.code(), "retry-after" in trailers, error.details()
+    return None, False, ""
+
+
 def test_tritonclient_grpc_works_unchanged(
     farm: tuple[str, str], admin_key: str, worker: subprocess.Popen
 ) -> None:
@@ -133,6 +143,9 @@ def test_every_failure_has_its_grpc_status_and_the_rest_message(
     huge = request("tiny", np.ones((1, 4), np.float32))
     huge.raw_input_contents.append(b"\0" * (2 * MAX_REQUEST))
     assert code_of(infer, huge, admin_key)[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
+    slow, _ = new_key(farm_database, ["infer"], rate_per_second=0.01)
+    calls = [code_of_with_trailers(infer, request("tiny"), slow) for _ in range(2)]
+    assert calls[1][:2] == (grpc.StatusCode.RESOURCE_EXHAUSTED, True), calls
     late = request("tiny")
     late.parameters["timeout"].int64_param = 1  # a microsecond, as tritonclient sends it
     assert code_of(infer, late, admin_key)[0] == grpc.StatusCode.DEADLINE_EXCEEDED
