@@ -202,7 +202,7 @@ def test_a_call_s_own_deadline_becomes_its_job_s(
 
 
 def _late_call_never_runs(url: str, address: str, admin_key: str, worker: subprocess.Popen) -> None:
-    ready_model(url, admin_key, "steady", model_bytes(onnx_models.steady_model(layers=24)))
+    ready_model(url, admin_key, "steady", model_bytes(onnx_models.steady_model()))
     x = np.ones((1, 1024), np.float32)
     metadata = [("authorization", f"Bearer {admin_key}")]
     infer = stub(address).ModelInfer
@@ -211,10 +211,12 @@ def _late_call_never_runs(url: str, address: str, admin_key: str, worker: subpro
         log = Path(worker.log_path)
         assert wait_for(lambda: "Task farm.infer" in log.read_text(), 30)
         with pytest.raises(grpc.RpcError) as late:  # no timeout parameter: only the deadline
-            infer(request("steady", x), metadata=metadata, timeout=0.2)
+            infer(request("steady", x), metadata=metadata, timeout=0.1)
         assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert busy.result().outputs
     assert infer(request("steady", x), metadata=metadata, timeout=60).outputs  # runs after it
     lines = [line for line in log.read_text().splitlines() if "job job_id=" in line]
+    # The late call never ran: the worker dropped it as expired (or, had its deadline passed
+    # before it was sent, the API never sent it). The busy run is many times its deadline.
     assert sum("outcome=succeeded" in line for line in lines) == 2, lines
-    assert sum("outcome=expired" in line for line in lines) == 1, lines
+    assert sum("outcome=expired" in line for line in lines) <= 1, lines
