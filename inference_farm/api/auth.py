@@ -19,6 +19,8 @@ from inference_farm.registry.models import ApiKey
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 OPEN = "open"
+# Any live key, whatever its scopes: for routes that show a key only itself (GET /v1/keys/me).
+ANY_KEY = "any key"
 SCOPE_ATTRIBUTE = "_farm_scope"
 # flask-smorest's own documentation routes: the API's shape is not a secret.
 OPEN_ENDPOINTS = {"api-docs.openapi_json", "api-docs.openapi_swagger_ui"}
@@ -26,7 +28,8 @@ LAST_USED_EVERY = dt.timedelta(minutes=1)
 
 
 def scope(name: str) -> Callable[[F], F]:
-    """Declare the scope a view needs (`open` for none); every route must declare one."""
+    """Declare the scope a view needs (OPEN: no key, ANY_KEY: any live key); every route must
+    declare one."""
 
     def mark(view: F) -> F:
         setattr(view, SCOPE_ATTRIBUTE, name)
@@ -79,8 +82,8 @@ def _basic_password(credentials: str) -> str:
 
 
 def allows(key: ApiKey, wanted: str) -> bool:
-    """True when the key holds the scope, or admin."""
-    return wanted in key.scopes or "admin" in key.scopes
+    """True when the key holds the scope, or admin; any key passes ANY_KEY."""
+    return wanted == ANY_KEY or wanted in key.scopes or "admin" in key.scopes
 
 
 def check_model(name: str) -> None:

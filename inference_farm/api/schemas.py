@@ -167,3 +167,24 @@ class VersionQuery(Schema):
 def version_status(record: ModelVersion) -> dict[str, Any]:
     """A version as the API shows it."""
     return VersionOut().dump(record)
+
+
+LIMIT_HELP = "This key's own limit; null: the farm's default."
+
+
+class KeyMe(Schema):
+    """The calling key as it sees itself: never its secret or hash."""
+
+    id = fields.Integer()
+    name = fields.String()
+    prefix = fields.String()
+    scopes = fields.List(fields.String())
+    models = fields.List(
+        fields.String(), allow_none=True, metadata={"description": "null: every model."}
+    )
+    expires_at = fields.DateTime(allow_none=True, metadata={"description": "null: never."})
+    rate_per_second = fields.Float(allow_none=True, metadata={"description": LIMIT_HELP})
+    burst = fields.Integer(allow_none=True, metadata={"description": LIMIT_HELP})
+    max_queued_jobs = fields.Integer(allow_none=True, metadata={"description": LIMIT_HELP})
+    created_at = fields.DateTime()
+    last_used_at = fields.DateTime(allow_none=True)

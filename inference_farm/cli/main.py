@@ -109,7 +109,7 @@ def db_upgrade(revision: str) -> None:
 
 @cli.group()
 def keys() -> None:
-    """API keys, managed directly in the registry."""
+    """API keys, managed directly in the registry; `keys me` asks the API."""
 
 
 @keys.command("create")
@@ -156,6 +156,23 @@ def keys_revoke(key_id: int) -> None:
 
     key = revoke_key(_registry().session(), key_id)
     click.echo(f"revoked key {key_id} (ifk_{key.prefix}_…)")
+
+
+@keys.command("me")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@cli_api.api_options
+@click.pass_context
+def keys_me(ctx: click.Context, as_json: bool) -> None:
+    """Show the key in use, through the API: name, prefix, scopes, models, expiry, limits."""
+    key = cli_api.api_client(ctx).keys.me()
+    if as_json:
+        echo_json(key)
+        return
+    for field in ("name", "prefix", "scopes", "models", "expires_at", "rate_per_second",
+                  "burst", "max_queued_jobs"):  # fmt: skip
+        value = key.get(field)
+        shown = ",".join(value) if isinstance(value, list) else value
+        click.echo(f"{field}\t{'-' if shown is None else shown}")
 
 
 def _registry() -> Any:

@@ -24,6 +24,11 @@ def _client(ctx: click.Context) -> Any:
     return Client(ctx.obj["url"], ctx.obj["api_key"], retry_budget=CLI_RETRY_BUDGET)
 
 
+def api_client(ctx: click.Context) -> Any:
+    """The farm's Client on --url and --api-key, for commands defined outside this module."""
+    return _client(ctx)
+
+
 def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     ctx.ensure_object(dict)[param.name] = value
     return value

@@ -137,6 +137,10 @@ class Keys:
         """Every key, without secrets."""
         return self._client.request("GET", "/v1/keys")
 
+    def me(self) -> dict[str, Any]:
+        """The calling key: name, prefix, scopes, models, expiry and limits; never its secret."""
+        return self._client.request("GET", "/v1/keys/me")
+
     def revoke(self, key_id: int) -> dict[str, Any]:
         """Revoke a key: it stops working at once; the key as it now is."""
         return self._client.request("DELETE", f"/v1/keys/{key_id}")

@@ -1,4 +1,4 @@
-"""/v1/keys: create, list and revoke API keys (scope keys:admin)."""
+"""/v1/keys: create, list and revoke API keys (scope keys:admin); any key reads itself."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
-from inference_farm.api.auth import scope
+from inference_farm.api.auth import ANY_KEY, current_key, scope
 from inference_farm.api.context import farm
-from inference_farm.api.schemas import MAX_ID, model_name, storable
+from inference_farm.api.schemas import MAX_ID, KeyMe, model_name, storable
 from inference_farm.errors import NotFound
 from inference_farm.registry.db import utcnow
 from inference_farm.registry.keys import SCOPES, create_key, revoke_key
@@ -84,6 +84,17 @@ class Keys(MethodView):
         created = create_key(farm().db.session(), name, scopes, models, expires, **body)
         created.record.secret = created.secret  # shown in this answer, stored nowhere
         return created.record
+
+
+@blp.route("/me")
+class MyKey(MethodView):
+    """The calling key."""
+
+    @scope(ANY_KEY)
+    @blp.response(200, KeyMe)
+    def get(self) -> Any:
+        """Show the calling key: name, prefix, scopes, models, expiry, limits; never its secret"""
+        return current_key()
 
 
 @blp.route("/<int:key_id>")
