@@ -250,17 +250,16 @@ def big_mlp(width: int = 2048, layers: int = 4, seed: int = 0) -> onnx.ModelProt
     return model_of(graph)
 
 
-def slow_model(width: int = 1536, layers: int = 64) -> onnx.ModelProto:
-    """x FP32 [1, width] expanded to [width, width], then `layers` MatMuls: seconds of work."""
-    rng = np.random.default_rng(0)
-    weight = (rng.standard_normal((width, width)) / width).astype(np.float32)
+def _matmul_chain(name: str, weight: np.ndarray, layers: int) -> onnx.ModelProto:
+    """x FP32 [1, width] expanded to [width, width], then `layers` MatMuls by weight, summed."""
+    width = weight.shape[0]
     nodes = [helper.make_node("Expand", ["x", "shape"], ["h0"])]
     for layer in range(layers):
         nodes.append(helper.make_node("MatMul", [f"h{layer}", "w"], [f"h{layer + 1}"]))
     nodes.append(helper.make_node("ReduceSum", [f"h{layers}"], ["y"], keepdims=1))
     graph = helper.make_graph(
         nodes,
-        "slow_model",
+        name,
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
         initializer=[
@@ -269,6 +268,13 @@ def slow_model(width: int = 1536, layers: int = 64) -> onnx.ModelProto:
         ],
     )
     return model_of(graph)
+
+
+def slow_model(width: int = 1536, layers: int = 64) -> onnx.ModelProto:
+    """x FP32 [1, width] expanded to [width, width], then `layers` MatMuls: seconds of work."""
+    rng = np.random.default_rng(0)
+    weight = (rng.standard_normal((width, width)) / width).astype(np.float32)
+    return _matmul_chain("slow_model", weight, layers)
 
 
 ALL_TYPES = {
@@ -305,18 +311,4 @@ def steady_model(width: int = 1024, layers: int = 96) -> onnx.ModelProto:
     about 1.5 s of work on 2 cores, whose values never shrink into slow denormals, so that
     y [1, 1] is exactly width * sum(x) for small integer x."""
     weight = np.roll(np.eye(width, dtype=np.float32), 1, axis=1)
-    nodes = [helper.make_node("Expand", ["x", "shape"], ["h0"])]
-    for layer in range(layers):
-        nodes.append(helper.make_node("MatMul", [f"h{layer}", "w"], [f"h{layer + 1}"]))
-    nodes.append(helper.make_node("ReduceSum", [f"h{layers}"], ["y"], keepdims=1))
-    graph = helper.make_graph(
-        nodes,
-        "steady_model",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
-        initializer=[
-            numpy_helper.from_array(weight, "w"),
-            numpy_helper.from_array(np.array([width, width], dtype=np.int64), "shape"),
-        ],
-    )
-    return model_of(graph)
+    return _matmul_chain("steady_model", weight, layers)

@@ -210,6 +210,21 @@ def running_api(env: dict[str, str], log_path: Path) -> Iterator[str]:
         kill_group(process)
 
 
+@contextlib.contextmanager
+def running_grpc_api(env: dict[str, str], log_path: Path) -> Iterator[tuple[str, str]]:
+    """running_api() with gRPC on too, on a free port: (its URL, its gRPC address)."""
+    port = free_port()
+    with running_api({**env, "INFERENCE_FARM_GRPC_PORT": str(port)}, log_path) as url:
+        yield url, f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+def grpc_api(farm_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A real `inference-farm api` serving HTTP and gRPC: (its URL, its gRPC address)."""
+    with running_grpc_api(farm_env, tmp_path / "api.log") as found:
+        yield found
+
+
 @pytest.fixture
 def api_url(farm_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """URL of a real `inference-farm api` on the test services."""

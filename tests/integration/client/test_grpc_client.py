@@ -7,26 +7,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from inference_farm.cli.embedded_redis import free_port
 from inference_farm.client import Client, GrpcClient, NotFound, Unauthorized
 from tests import onnx_models
 from tests.integration.client.test_client import X, deploy, expected, sample
-from tests.integration.conftest import running_api
-
-
-@pytest.fixture
-def farm(farm_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A real API serving HTTP and gRPC: (its URL, its gRPC address)."""
-    port = free_port()
-    with running_api({**farm_env, "INFERENCE_FARM_GRPC_PORT": str(port)},
-                     tmp_path / "api.log") as url:  # fmt: skip
-        yield url, f"127.0.0.1:{port}"
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -39,9 +27,9 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_grpc_client_and_cli_infer_answer_as_onnxruntime_does(
-    farm: tuple[str, str], admin_key: str, worker: subprocess.Popen, tmp_path: Path
+    grpc_api: tuple[str, str], admin_key: str, worker: subprocess.Popen, tmp_path: Path
 ) -> None:
-    url, address = farm
+    url, address = grpc_api
     with Client(url, admin_key) as http:
         deploy(http, onnx_models.tiny_mlp(), "tiny", tmp_path)
         deploy(http, onnx_models.all_types(), "types", tmp_path)

@@ -15,11 +15,10 @@ import pytest
 import tritonclient.grpc as tgrpc
 from tritonclient.grpc.auth import BasicAuth
 
-from inference_farm.cli.embedded_redis import free_port
 from inference_farm.protocol.grpc import inference_pb2 as pb
 from inference_farm.protocol.grpc import inference_pb2_grpc as pb_grpc
 from tests import onnx_models
-from tests.integration.conftest import running_api
+from tests.integration.conftest import running_grpc_api
 from tests.integration.helpers import (
     LiveClient,
     batch_sizes,
@@ -39,11 +38,9 @@ X = np.array([[1.0, -2.0, 3.0, 0.5]], np.float32)
 @pytest.fixture
 def farm(farm_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A real API serving HTTP and gRPC: (its URL, its gRPC address)."""
-    port = free_port()
-    env = {**farm_env, "INFERENCE_FARM_GRPC_PORT": str(port),
-           "INFERENCE_FARM_MAX_REQUEST_BYTES": str(MAX_REQUEST)}  # fmt: skip
-    with running_api(env, tmp_path / "api.log") as url:
-        yield url, f"127.0.0.1:{port}"
+    env = {**farm_env, "INFERENCE_FARM_MAX_REQUEST_BYTES": str(MAX_REQUEST)}
+    with running_grpc_api(env, tmp_path / "api.log") as found:
+        yield found
 
 
 def ready_model(url: str, key: str, name: str, content: bytes = TINY) -> dict:
@@ -62,21 +59,22 @@ def request(name: str, array: np.ndarray = X, **fields) -> pb.ModelInferRequest:
     return message
 
 
-def code_of(call, message, key: str | None) -> tuple[grpc.StatusCode, str]:
+def outcome(call, message, key: str | None) -> tuple[grpc.StatusCode | None, bool, str]:
+    """The call's status (None when it succeeded), whether it said when to retry, its message."""
     metadata = [("authorization", f"Bearer {key}")] if key else []
-    with pytest.raises(grpc.RpcError) as raised:
-        call(message, metadata=metadata, timeout=30)
-    return raised.value.code(), raised.value.details()
-
-
-def code_of_with_trailers(call, message, key: str) -> tuple[grpc.StatusCode | None, bool, str]:
-    """The call's status, whether it said when to retry, and its message."""
     try:
-        call(message, metadata=[("authorization", f"Bearer {key}")], timeout=30)
+        call(message, metadata=metadata, timeout=30)
     except grpc.RpcError as error:
         trailers = dict(error.trailing_metadata() or ())
         return error.code(), "retry-after" in trailers, error.details()
     return None, False, ""
+
+
+def code_of(call, message, key: str | None) -> tuple[grpc.StatusCode, str]:
+    """The status and message of a call that must fail."""
+    code, _, details = outcome(call, message, key)
+    assert code is not None, "the call succeeded"
+    return code, details
 
 
 def test_tritonclient_grpc_works_unchanged(
@@ -144,7 +142,7 @@ def test_every_failure_has_its_grpc_status_and_the_rest_message(
     huge.raw_input_contents.append(b"\0" * (2 * MAX_REQUEST))
     assert code_of(infer, huge, admin_key)[0] == grpc.StatusCode.RESOURCE_EXHAUSTED
     slow, _ = new_key(farm_database, ["infer"], rate_per_second=0.01)
-    calls = [code_of_with_trailers(infer, request("tiny"), slow) for _ in range(2)]
+    calls = [outcome(infer, request("tiny"), slow) for _ in range(2)]
     assert calls[1][:2] == (grpc.StatusCode.RESOURCE_EXHAUSTED, True), calls
     late = request("tiny")
     late.parameters["timeout"].int64_param = 1  # a microsecond, as tritonclient sends it
@@ -194,11 +192,9 @@ def test_a_call_s_own_deadline_becomes_its_job_s(
 ) -> None:
     # Uncoalesced, each call is its own job at once: the late one is queued in Redis behind
     # the busy one, so only the deadline it carries can keep the worker from running it.
-    port = free_port()
-    env = {**farm_env, "INFERENCE_FARM_GRPC_PORT": str(port),
-           "INFERENCE_FARM_COALESCE_REQUESTS": "false"}  # fmt: skip
-    with running_api(env, tmp_path / "api.log") as url:
-        _late_call_never_runs(url, f"127.0.0.1:{port}", admin_key, worker)
+    env = {**farm_env, "INFERENCE_FARM_COALESCE_REQUESTS": "false"}
+    with running_grpc_api(env, tmp_path / "api.log") as (url, address):
+        _late_call_never_runs(url, address, admin_key, worker)
 
 
 def _late_call_never_runs(url: str, address: str, admin_key: str, worker: subprocess.Popen) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -24,7 +23,7 @@ from inference_farm.cli.embedded_redis import free_port
 from inference_farm.protocol.grpc import inference_pb2 as pb
 from inference_farm.protocol.grpc import inference_pb2_grpc as pb_grpc
 from tests import onnx_models
-from tests.integration.conftest import running_api
+from tests.integration.conftest import running_grpc_api
 from tests.integration.helpers import expected, model_bytes, new_key, post_version, settled_http
 from tests.integration.rest.test_outage import Redis
 from tests.services import stop_group, wait_for
@@ -86,19 +85,10 @@ def auth(key: str) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {key}")]
 
 
-@pytest.fixture
-def farm(farm_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A real API serving HTTP and gRPC: (its URL, its gRPC address)."""
-    port = free_port()
-    with running_api({**farm_env, "INFERENCE_FARM_GRPC_PORT": str(port)},
-                     tmp_path / "api.log") as url:  # fmt: skip
-        yield url, f"127.0.0.1:{port}"
-
-
 def test_every_datatype_raw_and_typed_and_what_the_server_refuses(
-    farm: tuple[str, str], admin_key: str, farm_database: str, worker: subprocess.Popen
+    grpc_api: tuple[str, str], admin_key: str, farm_database: str, worker: subprocess.Popen
 ) -> None:
-    url, address = farm
+    url, address = grpc_api
     for name, content in (("every", EVERY), ("typed", TYPED)):
         assert post_version(url, admin_key, name, content).status_code == 202
         assert settled_http(url, admin_key, name, "1.0.0")["status"] == "ready"
@@ -198,13 +188,11 @@ def test_readiness_and_health_follow_the_broker_and_reflection_lists_the_service
 ) -> None:
     broker = Redis(tmp_path)
     broker.start()
-    port = free_port()
-    env = {**farm_env, "INFERENCE_FARM_BROKER_URL": broker.url,
-           "INFERENCE_FARM_GRPC_PORT": str(port)}  # fmt: skip
+    env = {**farm_env, "INFERENCE_FARM_BROKER_URL": broker.url}
     serving, not_serving = HEALTH.SERVING, HEALTH.NOT_SERVING
     try:
-        with running_api(env, tmp_path / "api.log"):
-            channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        with running_grpc_api(env, tmp_path / "api.log") as (_, address):
+            channel = grpc.insecure_channel(address)
             ready = pb_grpc.GRPCInferenceServiceStub(channel).ServerReady
 
             def state() -> tuple[bool, list[int]]:

@@ -3,6 +3,7 @@ and each request as its own job when coalescing is off."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import time
@@ -23,9 +24,19 @@ from tests.services import wait_for
 WIDTH, LAYERS = 1024, 64  # steady_model: a run of about a second, far longer than a request
 
 
-def client_of(url: str, key: str) -> httpx.Client:
-    """An HTTP client of a real API, sending key."""
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+@contextlib.contextmanager
+def api_client(
+    farm_env: dict[str, str], tmp_path: Path, key: str, **settings: str
+) -> Iterator[httpx.Client]:
+    """A real API with settings (INFERENCE_FARM_<NAME>) over farm_env, as a client sending key."""
+    env = {**farm_env, **{f"INFERENCE_FARM_{name}": value for name, value in settings.items()}}
+    with (
+        running_api(env, tmp_path / "api.log") as url,
+        httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+        ) as client,
+    ):
+        yield client
 
 
 def ready(url: str, key: str, name: str, content: bytes) -> None:
@@ -37,8 +48,7 @@ def ready(url: str, key: str, name: str, content: bytes) -> None:
 @pytest.fixture
 def short_queue(farm_env: dict[str, str], tmp_path: Path, admin_key: str) -> Iterator[httpx.Client]:
     """A real API that lets two jobs wait on a model's queue, as a client with an admin key."""
-    env = {**farm_env, "INFERENCE_FARM_MAX_QUEUE_LENGTH": "2"}
-    with running_api(env, tmp_path / "api.log") as url, client_of(url, admin_key) as client:
+    with api_client(farm_env, tmp_path, admin_key, MAX_QUEUE_LENGTH="2") as client:
         yield client
 
 
@@ -80,8 +90,7 @@ def test_a_full_queue_answers_sync_infer_429_until_it_drains(
 @pytest.fixture
 def uncoalesced(farm_env: dict[str, str], tmp_path: Path, admin_key: str) -> Iterator[httpx.Client]:
     """A real API with coalescing off, as a client with an admin key."""
-    env = {**farm_env, "INFERENCE_FARM_COALESCE_REQUESTS": "false"}
-    with running_api(env, tmp_path / "api.log") as url, client_of(url, admin_key) as client:
+    with api_client(farm_env, tmp_path, admin_key, COALESCE_REQUESTS="false") as client:
         yield client
 
 

@@ -7,15 +7,11 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from inference_farm.cli.embedded_redis import free_port
 from tests import onnx_models
-from tests.integration.conftest import running_api
 from tests.integration.helpers import expected, model_bytes
 
 README = Path(__file__).parents[3] / "README.md"
@@ -38,15 +34,6 @@ def _job_outputs(stdout: str) -> dict[str, np.ndarray]:
     assert job["status"] == "succeeded", job
     outputs = job["result"]["outputs"]
     return {o["name"]: np.reshape(o["data"], o["shape"]).astype(np.float32) for o in outputs}
-
-
-@pytest.fixture
-def grpc_api(farm_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A real API serving HTTP and gRPC, as `inference-farm up` starts it: (URL, address)."""
-    port = free_port()
-    env = {**farm_env, "INFERENCE_FARM_GRPC_PORT": str(port)}
-    with running_api(env, tmp_path / "api.log") as url:
-        yield url, f"127.0.0.1:{port}"
 
 
 def test_readme_examples_run_against_a_live_farm(
