@@ -101,6 +101,13 @@ class Settings(BaseModel):
     flower_basic_auth: str | None = Field(
         None, description="user:password that Flower requires; unset: no auth."
     )
+    flower_url: str | None = Field(
+        None, description="Flower's address as a browser reaches it; the console links to it."
+    )
+    events_interval: float = Field(
+        2.0, ge=0.2, le=60,
+        description="Seconds between the snapshots /v1/events pushes (one per API process).",
+    )  # fmt: skip
     max_request_bytes: int = Field(
         64 * 2**20, ge=1, description="Largest request body the API accepts (413 above)."
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, Response, request
 
 from inference_farm import __version__
@@ -12,9 +14,10 @@ from inference_farm.api.context import Farm, farm
 from inference_farm.api.errors import FarmApi, register_error_handlers
 from inference_farm.api.ratelimit import Limiter
 from inference_farm.api.routes import jobs, keys, models, repository, server, workers
+from inference_farm.broker import events
 from inference_farm.broker.app import create_celery
 from inference_farm.broker.queues import QueueWatch
-from inference_farm.registry import Database
+from inference_farm.registry import Database, changes
 from inference_farm.registry.cached import RegistryCache
 from inference_farm.settings import Settings, get_settings
 from inference_farm.storage import ArtifactStore
@@ -66,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = ArtifactStore(settings.effective_storage_url, settings.data_dir / "cache")
     celery = create_celery(settings)
     queues = QueueWatch(celery, settings.broker_url or "")
+    changes.watch(db, events.publisher(queues.redis))  # cancels, retirements, uploads: for consoles
     coalescer = Coalescer(celery, queues, settings.coalesce_max_inflight, settings.max_queue_length)
     registry = RegistryCache(settings.registry_cache_seconds)
     app.extensions["farm"] = Farm(
@@ -82,8 +86,31 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (module.blp for module in blueprints):
         api.register_blueprint(blueprint)
     _document_infer(api)
+    _document_events(api)
     register_error_handlers(app)
     return app
+
+
+def _without_plugins(api: FarmApi, path: str, operations: dict, **fields: Any) -> None:
+    # apispec's Flask plugin wants a Flask rule for every path; the ASGI lanes have none.
+    plugins, api.spec.plugins = api.spec.plugins, []
+    try:
+        api.spec.path(path=path, operations=operations, **fields)
+    finally:
+        api.spec.plugins = plugins
+
+
+def _document_events(api: FarmApi) -> None:
+    """Describe GET /v1/events in the OpenAPI document: the ASGI lane serves it."""
+    stream = {"content": {"text/event-stream": {"schema": {"type": "string"}}}}
+    get = {
+        "tags": ["events"],
+        "summary": "The farm live, as Server-Sent Events: a snapshot every events_interval "
+        "seconds, and each version's or job's status change as it commits; parts by scope",
+        "responses": {"200": {"description": "hello, snapshot, change and error events",
+                              **stream}},
+    }  # fmt: skip
+    _without_plugins(api, "/v1/events", {"get": get})
 
 
 def _document_infer(api: FarmApi) -> None:
@@ -100,9 +127,4 @@ def _document_infer(api: FarmApi) -> None:
         }
         parameters = [{"in": "path", "name": n, "required": True, "schema": {"type": "string"}}
                       for n in names]  # fmt: skip
-        # apispec's Flask plugin wants a Flask rule for every path; this one has none.
-        plugins, api.spec.plugins = api.spec.plugins, []
-        try:
-            api.spec.path(path=path, operations={"post": post}, parameters=parameters)
-        finally:
-            api.spec.plugins = plugins
+        _without_plugins(api, path, {"post": post}, parameters=parameters)

@@ -1,4 +1,5 @@
-"""The API as one ASGI app: OIP infer answered on the event loop, every other route by Flask.
+"""The API as one ASGI app: OIP infer and the event stream answered on the event loop, every
+other route by Flask.
 
 Sync inference is the hot path: here a request costs no thread and no WSGI round, and waits
 for its coalesced job as a future, through the one data plane (api/dataplane.py). The error
@@ -12,14 +13,14 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import orjson
 from a2wsgi import WSGIMiddleware
 from flask import Flask
 
 from inference_farm.api import grpc_server
 from inference_farm.api.app import create_app
+from inference_farm.api.asgi_io import JSON, Receive, Scope, Send, headers_of, json_bytes, respond
+from inference_farm.api.console import stream
 from inference_farm.api.context import Farm
 from inference_farm.api.dataplane import DataPlane
 from inference_farm.api.errors import INTERNAL, error_body, error_headers, log_farm_error
@@ -37,9 +38,6 @@ INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 ROUTE = "/v2/models/<name>/infer"
 ROUTE_VERSION = "/v2/models/<name>/versions/<version>/infer"
 HEADER_LENGTH = "Inference-Header-Content-Length"
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class _Gone(Exception):
@@ -58,7 +56,7 @@ class InferLane:
         """Answer one infer request."""
         started = time.perf_counter()
         name, version = INFER_PATH.fullmatch(scope["path"]).groups()  # type: ignore[union-attr]
-        headers = _headers(scope)
+        headers = headers_of(scope)
         request_id = request_ids.accept(headers.get("x-request-id"))
         token = request_ids.bind(request_id)
         try:
@@ -68,7 +66,7 @@ class InferLane:
         finally:
             request_ids.unbind(token)
         extra[request_ids.HEADER] = request_id
-        await _respond(send, status, body, extra)
+        await respond(send, status, body, extra)
         label = "" if status in UNLABELLED else name
         route = ROUTE_VERSION if version is not None else ROUTE
         metrics.observe_request("POST", route, label, status, time.perf_counter() - started)
@@ -82,12 +80,12 @@ class InferLane:
         except FarmError as error:
             log_farm_error(error)
             document = error_body(_path(name, version), error.status, error.message, **error.extra)
-            return error.status, _json(document), {**_JSON, **error_headers(error)}
+            return error.status, json_bytes(document), {**JSON, **error_headers(error)}
         except (_Gone, asyncio.CancelledError):
             raise
         except Exception:
             log.exception("unhandled error on POST %s", _path(name, version))
-            return 500, _json(error_body(_path(name, version), 500, INTERNAL)), dict(_JSON)
+            return 500, json_bytes(error_body(_path(name, version), 500, INTERNAL)), dict(JSON)
 
     async def _infer(
         self, receive: Receive, headers: dict[str, str], name: str, version: str | None
@@ -120,25 +118,13 @@ def render(name: str, parsed: InferRequest, reply: Reply) -> tuple[bytes, dict[s
         binary_default=parsed.binary_data_output,
     )  # fmt: skip
     if header_length is None:
-        return body, dict(_JSON)
+        return body, dict(JSON)
     return body, {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(header_length)}
-
-
-_JSON = {"Content-Type": "application/json"}
-
-
-def _json(document: dict[str, Any]) -> bytes:
-    return orjson.dumps(document, default=str)
 
 
 def _path(name: str, version: str | None) -> str:
     middle = f"/versions/{version}" if version is not None else ""
     return f"/v2/models/{name}{middle}/infer"
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    """The request's headers by lower-case name; a repeated header keeps its last value."""
-    return {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
 
 
 async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
@@ -159,13 +145,6 @@ async def _read_body(receive: Receive, headers: dict[str, str], limit: int) -> b
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-async def _respond(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
-    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    raw.append((b"content-length", str(len(body)).encode("ascii")))
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
 
 
 async def _lifespan(
@@ -195,6 +174,7 @@ def create_asgi(settings: Settings | None = None) -> Callable[..., Awaitable[Non
     flask_app: Flask = create_app(settings)
     lane = InferLane(flask_app.extensions["farm"])
     wsgi = WSGIMiddleware(flask_app, workers=settings.api_threads)
+    events = stream.EventStream(flask_app.extensions["farm"], lane.plane)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -202,13 +182,15 @@ def create_asgi(settings: Settings | None = None) -> Callable[..., Awaitable[Non
             return
         if scope["type"] != "http":
             return
-        if not INFER_PATH.fullmatch(scope["path"]):
+        if scope["path"] == stream.PATH:
+            await events(scope, receive, send)
+        elif not INFER_PATH.fullmatch(scope["path"]):
             await wsgi(scope, receive, send)
         elif scope["method"] == "POST":
             await lane(scope, receive, send)
         else:
             message = f"{scope['method']} is not allowed here: send POST"
             error = error_body(scope["path"], 405, message)
-            await _respond(send, 405, _json(error), {**_JSON, "Allow": "POST"})
+            await respond(send, 405, json_bytes(error), {**JSON, "Allow": "POST"})
 
     return app

@@ -27,6 +27,7 @@ from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
+from inference_farm.api.asgi_io import DRAIN
 from inference_farm.api.errors import error_body
 from inference_farm.settings import Settings
 
@@ -107,6 +108,15 @@ class FarmHttpProtocol(GatheringHttpToolsProtocol):
         """Forget the connection and its deadline."""
         self._disarm()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """The server stops: a response that streams until told (the event stream) ends now."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            drain = cycle.scope.get("extensions", {}).get(DRAIN)
+            if drain is not None:
+                drain.set()
+        super().shutdown()
 
     def on_message_begin(self) -> None:
         """A request starts: on a kept-alive connection, its headers are due from now."""

@@ -46,16 +46,16 @@ def serving(client: redis.Redis, queue: str) -> bool:
 
 
 def start(
-    client: redis.Redis, hostname: str, info: dict[str, Any], queues: Callable[[], list[str]]
+    client: redis.Redis, hostname: str, info: dict[str, Any], live: Callable[[], dict[str, Any]]
 ) -> threading.Thread:
     """Beat every INTERVAL_S seconds (or at once after soon()) for the life of the process,
-    naming the queues that queues() returns at each beat."""
+    with what live() returns at each beat (its queues, its loaded sessions) added to info."""
 
     def loop() -> None:
         failing = False
         while True:
             try:
-                beat(client, hostname, {**info, "queues": queues()})
+                beat(client, hostname, {**info, **live()})
                 failing = False
             except redis.RedisError as exc:
                 if not failing:  # one line per outage, not one per beat

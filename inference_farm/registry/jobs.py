@@ -6,6 +6,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from inference_farm.errors import Conflict
+from inference_farm.registry import changes
 from inference_farm.registry.db import utcnow
 from inference_farm.registry.models import FINISHED_JOB_STATUSES, Job
 
@@ -78,12 +79,15 @@ def expire_overdue(session: Session, job_id: str | None = None) -> int:
     overdue = update(Job).where(Job.status == "queued", Job.deadline_at < now)
     if job_id is not None:
         overdue = overdue.where(Job.id == job_id)
-    result = session.execute(
-        overdue.values(status="expired", error=OVERDUE, finished_at=now),
+    expired = session.execute(
+        overdue.values(status="expired", error=OVERDUE, finished_at=now).returning(
+            Job.id, Job.model_name, Job.api_key_id
+        ),
         execution_options={"synchronize_session": False},
-    )
+    ).all()
+    changes.note(session, [changes.job_change(i, m, "expired", k) for i, m, k in expired])
     session.commit()
-    return int(result.rowcount or 0)
+    return len(expired)
 
 
 def cancel_job(session: Session, job: Job) -> None:

@@ -97,3 +97,44 @@ def render(*collectors: Any) -> bytes:
     for collector in collectors:
         extra.register(collector)
     return generate_latest(base) + generate_latest(extra)
+
+
+def _families() -> Any:
+    if not multiproc.enabled():
+        return REGISTRY.collect()
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return registry.collect()
+
+
+def _is_infer(labels: dict[str, str]) -> bool:
+    return labels.get("route", "").endswith("/infer") or labels.get("rpc") == "ModelInfer"
+
+
+def _is_error(labels: dict[str, str]) -> tuple[bool, bool]:
+    """(client error, server error) of a sample's status or gRPC code."""
+    status, code = labels.get("status", ""), labels.get("code", "OK")
+    if status:
+        return status.startswith("4"), status.startswith("5")
+    server = code in ("INTERNAL", "UNAVAILABLE", "UNKNOWN", "DEADLINE_EXCEEDED", "DATA_LOSS")
+    return code != "OK" and not server, server
+
+
+def infer_totals() -> dict[str, Any]:
+    """This process tree's inference counters so far, over REST and gRPC: requests, client
+    and server errors, and the latency histogram's cumulative buckets (le in seconds)."""
+    totals = {"requests": 0.0, "client_errors": 0.0, "server_errors": 0.0}
+    buckets = dict.fromkeys((*LATENCY_BUCKETS, float("inf")), 0.0)
+    for family in _families():
+        for sample in family.samples:
+            if not _is_infer(sample.labels):
+                continue
+            if sample.name in (f"{PREFIX}http_requests_total", f"{PREFIX}grpc_requests_total"):
+                client, server = _is_error(sample.labels)
+                totals["requests"] += sample.value
+                totals["client_errors"] += sample.value if client else 0.0
+                totals["server_errors"] += sample.value if server else 0.0
+            elif sample.name.endswith("_duration_seconds_bucket"):
+                buckets[float(sample.labels["le"])] += sample.value
+    le = [bound for bound in buckets if bound != float("inf")]
+    return {**totals, "latency_le": le, "latency_counts": [buckets[b] for b in buckets]}

@@ -32,10 +32,23 @@ def _ready(sender: Any = None, **_kwargs: Any) -> None:
     info["all_models"] = bool(sender.app.conf.get(ALL_MODELS_SETTING))
     client = redis_client(settings.broker_url or "", settings.health_timeout)
     _beating.update(client=client, hostname=sender.hostname)
-    heartbeat.start(client, sender.hostname, info, lambda: _queues(sender))
+    heartbeat.start(client, sender.hostname, info, lambda: _live(sender, settings.worker_device))
     if sender.app.conf.get(ALL_MODELS_SETTING):
         consumed = {queue.name for queue in sender.task_consumer.queues}
         queue_sync.start(sender.app, sender.hostname, consumed)
+
+
+def _live(consumer: Any, device: str) -> dict[str, Any]:
+    """What each heartbeat says of this worker now: queues, loaded sessions, GPU memory."""
+    from inference_farm.worker.tasks import worker_state  # tasks registers on import
+
+    report = worker_state().cache_report()
+    sessions = [{k: s.get(k) for k in ("name", "version", "bytes")} for s in report["entries"]]
+    return {
+        "queues": _queues(consumer), "sessions": sessions,
+        "loaded_bytes": sum(int(s["bytes"] or 0) for s in sessions),
+        "cache": report["stats"], "gpu_memory": worker_metrics.gpu_memory(device),
+    }  # fmt: skip
 
 
 def _queues(consumer: Any) -> list[str]:

@@ -183,23 +183,34 @@ def report_job(
     )  # fmt: skip
 
 
+def gpu_memory(device: str) -> dict[str, int] | None:
+    """Used and total bytes of GPU memory on a cuda device, through NVML; None where it
+    cannot be read (a CPU device, no nvidia-ml-py, no driver)."""
+    if not device.startswith("cuda"):
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        index = int(device.partition(":")[2] or 0)
+        info = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index))
+    except Exception:
+        return None
+    return {"used": int(info.used), "total": int(info.total)}
+
+
 class GpuMemoryCollector:
     """GPU memory used and total on the worker's CUDA device, read through NVML at scrape time."""
 
     def __init__(self, device: str) -> None:
         self.device = device
-        self.index = int(device.partition(":")[2] or 0)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """The two gauges, or nothing when NVML (nvidia-ml-py) is missing or fails."""
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            info = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(self.index))
-        except Exception:  # no NVML here: export nothing rather than fail the scrape
+        memory = gpu_memory(self.device)
+        if memory is None:  # no NVML here: export nothing rather than fail the scrape
             return
-        for name, value in (("used", info.used), ("total", info.total)):
+        for name, value in memory.items():
             family = GaugeMetricFamily(
                 f"{PREFIX}gpu_memory_{name}_bytes", f"GPU memory {name}", labels=["device"]
             )

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inference_farm.broker import events
 from inference_farm.broker.connections import redis_client
 from inference_farm.errors import Conflict
-from inference_farm.registry import Database
+from inference_farm.registry import Database, changes
 from inference_farm.registry.cached import RegistryCache, Served
 from inference_farm.settings import Settings
 from inference_farm.storage import ArtifactStore, archives
@@ -51,6 +52,7 @@ class WorkerState:
         store = ArtifactStore(settings.effective_storage_url, settings.data_dir / "cache")
         database = Database(settings.effective_database_url)
         broker = redis_client(settings.broker_url or "", settings.health_timeout)
+        changes.watch(database, events.publisher(broker))  # jobs and validations end here
         registry = RegistryCache(settings.registry_cache_seconds)
         return cls(settings=settings, db=database, store=store, redis=broker, registry=registry)
 

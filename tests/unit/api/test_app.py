@@ -83,6 +83,7 @@ def test_openapi_lists_ready(client: FlaskClient) -> None:
     assert "security" not in paths["/v1/models"]["get"]  # the default: a key
     # Served by the ASGI lane, not by Flask, and documented all the same.
     assert set(paths["/v2/models/{name}/versions/{version}/infer"]) == {"post", "parameters"}
+    assert "text/event-stream" in paths["/v1/events"]["get"]["responses"]["200"]["content"]
 
 
 def test_docs(client: FlaskClient) -> None:
