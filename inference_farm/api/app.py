@@ -10,6 +10,7 @@ from inference_farm import __version__
 from inference_farm.api import metrics
 from inference_farm.api.auth import authenticate
 from inference_farm.api.coalescer import Coalescer
+from inference_farm.api.console import routes as console
 from inference_farm.api.context import Farm, farm
 from inference_farm.api.errors import FarmApi, register_error_handlers
 from inference_farm.api.ratelimit import Limiter
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         api.register_blueprint(blueprint)
     _document_infer(api)
     _document_events(api)
+    app.register_blueprint(console.blp)  # a page, not an API operation: not in OpenAPI
     register_error_handlers(app)
     return app
 

@@ -32,9 +32,7 @@ def test_a_stream_needs_a_key(api_url: str) -> None:
     assert httpx.post(api_url + "/v1/events", timeout=10).status_code == 405
 
 
-def test_snapshots_and_changes_reach_an_admin(
-    api_url: str, admin_key: str, worker: object
-) -> None:
+def test_snapshots_and_changes_reach_an_admin(api_url: str, admin_key: str, worker: object) -> None:
     reader = EventReader(api_url, admin_key)
     try:
         assert reader.response.headers["content-type"].startswith("text/event-stream")
