@@ -80,6 +80,7 @@ def _banner(settings: Settings, api_url: str, broker_url: str, key: str, flower:
     lines = [
         "inference-farm is up",
         f"  API        {api_url}   (docs: {api_url}/docs)",
+        f"  console    {api_url}/console/   (sign in with the admin key)",
         f"  readiness  {api_url}/v2/health/ready",
         f"  gRPC       {_grpc_address(settings)}",
         f"  broker     {broker_url}",

@@ -26,6 +26,7 @@ class EventReader:
             self.client.build_request("GET", url + "/v1/events", headers=headers), stream=True
         )
         self.closed = threading.Event()
+        self.ended_cleanly = False  # the server ended the stream, rather than dropping it
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
@@ -40,6 +41,7 @@ class EventReader:
                 elif line == "" and data:
                     self.events.put((kind, json.loads(data)))
                     kind, data = "message", ""
+            self.ended_cleanly = True
         except httpx.HTTPError:
             pass
         finally:

