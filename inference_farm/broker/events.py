@@ -21,8 +21,17 @@ RETRY_S = 2.0
 def publisher(client: redis.Redis) -> Callable[[list[dict[str, Any]]], None]:
     """A registry sink that publishes each batch of changes as one JSON message."""
 
+    failing = threading.Event()
+
     def publish(changes: list[dict[str, Any]]) -> None:
-        client.publish(EVENTS_CHANNEL, json.dumps(changes, default=str))
+        try:
+            client.publish(EVENTS_CHANNEL, json.dumps(changes, default=str))
+        except redis.RedisError as exc:  # the change is committed; only watchers miss it
+            if not failing.is_set():
+                log.warning("registry events: could not publish to the broker: %s", exc)
+            failing.set()
+        else:
+            failing.clear()
 
     return publish
 

@@ -7,11 +7,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from inference_farm.registry.db import Database
-from inference_farm.registry.models import Job, ModelVersion
+from inference_farm.registry.models import Job, Model, ModelVersion
 
 log = logging.getLogger(__name__)
 Change = dict[str, Any]
@@ -57,6 +58,7 @@ def watch(database: Database, sink: Sink) -> None:
     def committed(session: Session) -> None:
         changes = session.info.pop(PENDING, None)
         if changes:
+            _name_models(database, changes)
             deliver(sink, changes)
 
     def rolled_back(session: Session) -> None:
@@ -65,6 +67,24 @@ def watch(database: Database, sink: Sink) -> None:
     event.listen(factory, "after_flush", flushed)
     event.listen(factory, "after_commit", committed)
     event.listen(factory, "after_soft_rollback", lambda session, _tx: rolled_back(session))
+
+
+def _name_models(database: Database, found: list[Change]) -> None:
+    """Fill in the model name of version changes whose model was not loaded."""
+    unnamed = {c["model_id"] for c in found if c["type"] == "version" and c["model"] is None}
+    if not unnamed:
+        return
+    try:
+        with database.engine.connect() as connection:
+            names = dict(
+                connection.execute(select(Model.id, Model.name).where(Model.id.in_(unnamed))).all()
+            )
+    except SQLAlchemyError as exc:
+        log.warning("naming the models of registry changes failed: %s", exc)
+        return
+    for change in found:
+        if change["type"] == "version" and change["model"] is None:
+            change["model"] = names.get(change["model_id"])
 
 
 def deliver(sink: Sink, changes: list[Change]) -> None:
