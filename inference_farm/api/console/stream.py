@@ -124,12 +124,17 @@ class EventStream:
 
     async def _recheck(self, token: str, send: Send) -> ApiKey | None:
         """The key afresh; None, after an error event, once it is revoked or expired."""
-        key = await self.plane.blocking(self.farm.registry.key, self.farm.db.session(), token)
+        key = await self.plane.blocking(_live_key, self.farm, token)
         if key is None:
             message = "the API key is unknown, revoked or expired"
             await _write(send, encode("error", {"status": 401, "message": message}))
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         return key
+
+
+def _live_key(context: Farm, token: str) -> ApiKey | None:
+    """The key of token if it is still live (on the plane's threads: a registry read)."""
+    return context.registry.key(context.db.session(), token)
 
 
 async def _next(viewer: asyncio.Queue, gone: asyncio.Future, key: ApiKey) -> bytes | None:
