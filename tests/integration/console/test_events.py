@@ -92,3 +92,30 @@ def test_a_revoked_keys_stream_ends(api_url: str, admin_key: str, farm_database:
         assert reader.closed.wait(10)
     finally:
         reader.close()
+
+
+def _stamps(reader: EventReader, count: int) -> list[float]:
+    """The times of the first count snapshots the reader got."""
+    seen: list[float] = []
+
+    def enough(kind: str, data: dict) -> bool:
+        if kind == "snapshot" and data["at"] not in seen:
+            seen.append(data["at"])
+        return len(seen) >= count
+
+    reader.wait(enough)
+    return seen
+
+
+def test_viewers_share_one_snapshot_per_interval(api_url: str, admin_key: str) -> None:
+    readers = [EventReader(api_url, admin_key) for _ in range(3)]
+    try:
+        stamps = [_stamps(reader, 4) for reader in readers]
+        start = max(seen[0] for seen in stamps)
+        end = min(seen[-1] for seen in stamps)
+        windows = [{at for at in seen if start <= at <= end} for seen in stamps]
+        # Computed once per interval and sent to every viewer: the same snapshots for all.
+        assert windows[0] == windows[1] == windows[2] and len(windows[0]) >= 2
+    finally:
+        for reader in readers:
+            reader.close()
