@@ -18,14 +18,21 @@ LISTEN_POLL_S = 1.0
 RETRY_S = 2.0
 
 
+def channel(client: redis.Redis) -> str:
+    """The channel of client's database: pub/sub spans a server's databases, and two farms
+    on one Redis server with their own database numbers must not hear each other."""
+    return f"{EVENTS_CHANNEL}:{client.connection_pool.connection_kwargs.get('db', 0)}"
+
+
 def publisher(client: redis.Redis) -> Callable[[list[dict[str, Any]]], None]:
     """A registry sink that publishes each batch of changes as one JSON message."""
 
     failing = threading.Event()
+    name = channel(client)
 
     def publish(changes: list[dict[str, Any]]) -> None:
         try:
-            client.publish(EVENTS_CHANNEL, json.dumps(changes, default=str))
+            client.publish(name, json.dumps(changes, default=str))
         except redis.RedisError as exc:  # the change is committed; only watchers miss it
             if not failing.is_set():
                 log.warning("registry events: could not publish to the broker: %s", exc)
@@ -45,7 +52,7 @@ def listen(
     while not stop.is_set():
         try:
             with client.pubsub(ignore_subscribe_messages=True) as pubsub:
-                pubsub.subscribe(EVENTS_CHANNEL)
+                pubsub.subscribe(channel(client))
                 failing = False
                 while not stop.is_set():
                     message = pubsub.get_message(timeout=LISTEN_POLL_S)

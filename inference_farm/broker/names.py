@@ -24,7 +24,8 @@ HEARTBEAT_KEY = "farm:heartbeat:{}"
 SERVING_KEY = "farm:serving:{}"  # sorted set per queue: hostname -> time of its last beat
 REPLY_KEY = "farm:replies:{}"
 DELIVERY_KEY = "farm:deliveries:{}"
-# Pub/sub channel: registry changes (a version's or a job's status) as they commit.
+# Pub/sub channel: registry changes (a version's or a job's status) as they commit; one per
+# Redis database number (broker/events.py adds it).
 EVENTS_CHANNEL = "farm:events"
 
 # Celery's setting that marks a worker serving every model, current and future.

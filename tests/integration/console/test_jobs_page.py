@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis
 
-from inference_farm.broker.names import EVENTS_CHANNEL
+from inference_farm.broker import events
 from tests import onnx_models
 from tests.integration.console.conftest import Console, axe_violations
 from tests.integration.helpers import model_bytes, post_version, settled_http
@@ -47,8 +47,9 @@ def submit(http: httpx.Client, body: dict[str, Any]) -> str:
 def subscribers(broker_url: str) -> int:
     """How many listen to the farm's changes (the API's event hub, once a console watches)."""
     client = redis.Redis.from_url(broker_url)
+    name = events.channel(client)
     try:
-        return dict(client.pubsub_numsub(EVENTS_CHANNEL)).get(EVENTS_CHANNEL.encode(), 0)
+        return dict(client.pubsub_numsub(name)).get(name.encode(), 0)
     finally:
         client.close()
 
