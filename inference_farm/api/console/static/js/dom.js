@@ -1,9 +1,11 @@
 // Building the page: every value is set as text, never parsed as HTML.
 
-// h("tag.class", {attrs, on: {event: fn}}, ...children): children are nodes or text.
+// h("tag#id.class", {attrs, on: {event: fn}}, ...children): children are nodes or text.
 export function h(spec, props = {}, ...children) {
-  const [tag, ...classes] = spec.split(".");
+  const [head, ...classes] = spec.split(".");
+  const [tag, id] = head.split("#");
   const node = document.createElement(tag || "div");
+  if (id) node.id = id;
   if (classes.length) node.className = classes.join(" ");
   for (const [name, value] of Object.entries(props || {})) {
     if (name === "on") {
