@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inference_farm.broker import events
+from inference_farm.broker import events, heartbeat
 from inference_farm.broker.connections import redis_client
 from inference_farm.errors import Conflict
 from inference_farm.registry import Database, changes
@@ -30,6 +30,22 @@ def _sweep_forever(cache: Any, interval: float) -> None:
                 log.info("unloaded idle session %s %s", name, version)
         except Exception:  # the sweeper must outlive any one failure
             log.exception("idle sweep failed")
+
+
+class _Announcing:
+    """The worker's cache metrics, and a heartbeat at once when a session loads or unloads,
+    so that watchers (the console) see the worker's sessions change without waiting a beat."""
+
+    def __init__(self, metrics: Any) -> None:
+        self.metrics = metrics
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.metrics, name)
+
+    def observe_loaded(self, name: str, version: str, nbytes: int) -> None:
+        """Record the memory a version holds now, and beat soon."""
+        self.metrics.observe_loaded(name, version, nbytes)
+        heartbeat.soon()
 
 
 @dataclass
@@ -78,7 +94,7 @@ class WorkerState:
 
         cache = SessionCache(
             loader, s.cache_max_models, s.cache_max_bytes, s.cache_idle_seconds,
-            metrics=worker_metrics,
+            metrics=_Announcing(worker_metrics),
         )  # fmt: skip
         interval = min(max(s.cache_idle_seconds / 4, 1.0), 30.0)
         threading.Thread(

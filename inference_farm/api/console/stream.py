@@ -2,7 +2,7 @@
 
 A snapshot comes every events_interval seconds, and a change (a version's or a job's new
 status) the moment it commits. The key is checked at the start and again every
-KEY_CHECK_S seconds: a revoked key's stream ends with an error event. Each event carries
+events_interval seconds: a revoked key's stream ends with an error event. Each event carries
 only what the key's scopes may see.
 """
 
@@ -36,7 +36,6 @@ from inference_farm.registry.models import ApiKey
 
 log = logging.getLogger(__name__)
 PATH = "/v1/events"
-KEY_CHECK_S = 5.0  # also the longest quiet spell: a comment line keeps proxies from closing
 STREAM_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-store",
@@ -107,12 +106,12 @@ class EventStream:
             await _write(send, encode("hello", hello))
             checked = time.monotonic()
             while not gone.done():
-                if time.monotonic() - checked > KEY_CHECK_S:
+                if time.monotonic() - checked > self.farm.settings.events_interval:
                     key = await self._recheck(token, send)
                     if key is None:
                         return
                     checked = time.monotonic()
-                chunk = await _next(viewer, gone, key)
+                chunk = await _next(viewer, gone, key, self.farm.settings.events_interval)
                 if chunk is not None:
                     await _write(send, chunk)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -137,11 +136,14 @@ def _live_key(context: Farm, token: str) -> ApiKey | None:
     return context.registry.key(context.db.session(), token)
 
 
-async def _next(viewer: asyncio.Queue, gone: asyncio.Future, key: ApiKey) -> bytes | None:
-    """The next event key may see, a keep-alive comment, or None when nothing came."""
+async def _next(
+    viewer: asyncio.Queue, gone: asyncio.Future, key: ApiKey, quiet_s: float
+) -> bytes | None:
+    """The next event key may see; after quiet_s with none, a comment line (it keeps proxies
+    from closing a quiet stream); None when the client left."""
     getting = asyncio.ensure_future(viewer.get())
     done, _ = await asyncio.wait(
-        {getting, gone}, timeout=KEY_CHECK_S, return_when=asyncio.FIRST_COMPLETED
+        {getting, gone}, timeout=quiet_s, return_when=asyncio.FIRST_COMPLETED
     )
     if getting not in done:
         getting.cancel()

@@ -90,3 +90,9 @@ def axe_violations(page: Any) -> list[str]:
         for v in results.response["violations"]
         if v.get("impact") in ("serious", "critical")
     ]
+
+
+@pytest.fixture
+def farm_env(farm_env: dict[str, str]) -> dict[str, str]:
+    """The test farm, with snapshots (and key checks) every half second: tests wait less."""
+    return {**farm_env, "INFERENCE_FARM_EVENTS_INTERVAL": "0.5"}
