@@ -70,3 +70,18 @@ def test_the_sign_in_page_passes_axe(console: Console) -> None:
     console.open()
     console.page.wait_for_selector("form.signin")
     assert axe_violations(console.page) == []
+
+
+def test_a_console_whose_key_is_revoked_signs_out_with_a_message(
+    console: Console, farm_database: str
+) -> None:
+    key, key_id = new_key(farm_database, ["models:read"])
+    console.open()
+    console.sign_in(key)
+    console.page.wait_for_selector(".link-state:has-text('live')")
+    headers = {"Authorization": f"Bearer {console.admin_key}"}
+    revoked = httpx.delete(f"{console.url}/v1/keys/{key_id}", headers=headers, timeout=10)
+    assert revoked.status_code in (200, 204), revoked.text
+    error = console.page.wait_for_selector("form.signin .error:has-text('Signed out')")
+    assert "revoked" in error.inner_text()
+    assert console.page.evaluate("sessionStorage.length") == 0
