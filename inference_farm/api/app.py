@@ -70,11 +70,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = ArtifactStore(settings.effective_storage_url, settings.data_dir / "cache")
     celery = create_celery(settings)
     queues = QueueWatch(celery, settings.broker_url or "")
-    changes.watch(db, events.publisher(queues.redis))  # cancels, retirements, uploads: for consoles
     coalescer = Coalescer(celery, queues, settings.coalesce_max_inflight, settings.max_queue_length)
     registry = RegistryCache(settings.registry_cache_seconds)
     app.extensions["farm"] = Farm(
-        settings, db, celery, store, queues, Limiter(settings), registry, coalescer
+        settings,
+        db,
+        celery,
+        store,
+        queues,
+        Limiter(settings),
+        registry,
+        coalescer,
+        # Cancels, retirements and uploads committed here reach every console at once.
+        closers=[changes.watch(db, events.publisher(queues.redis))],
     )
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     metrics.install(app, settings)  # first: refused requests are counted and traced too

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from celery import Celery
 from flask import current_app
@@ -28,9 +29,12 @@ class Farm:
     limiter: Limiter
     registry: RegistryCache
     coalescer: Coalescer
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
         """Stop the background threads this app started and close its database pool."""
+        for closer in self.closers:
+            closer()
         self.queues.close()
         self.coalescer.close()
         self.db.engine.dispose()

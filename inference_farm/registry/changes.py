@@ -47,8 +47,9 @@ def note(session: Session, found: list[Change]) -> None:
     session.info.setdefault(PENDING, []).extend(found)
 
 
-def watch(database: Database, sink: Sink) -> None:
-    """Pass every committed status change of database's sessions to sink."""
+def watch(database: Database, sink: Sink) -> Callable[[], None]:
+    """Pass every committed status change of database's sessions to sink; returns the
+    function that stops it (the listeners live as long as they are registered)."""
     factory = database.session.session_factory
 
     def flushed(session: Session, _context: Any) -> None:
@@ -58,24 +59,32 @@ def watch(database: Database, sink: Sink) -> None:
     def committed(session: Session) -> None:
         changes = session.info.pop(PENDING, None)
         if changes:
-            _name_models(database, changes)
+            _name_models(session.get_bind(), changes)
             deliver(sink, changes)
 
-    def rolled_back(session: Session) -> None:
+    def rolled_back(session: Session, _transaction: Any) -> None:
         session.info.pop(PENDING, None)
 
-    event.listen(factory, "after_flush", flushed)
-    event.listen(factory, "after_commit", committed)
-    event.listen(factory, "after_soft_rollback", lambda session, _tx: rolled_back(session))
+    listeners = (("after_flush", flushed), ("after_commit", committed),
+                 ("after_soft_rollback", rolled_back))  # fmt: skip
+    for name, listener in listeners:
+        event.listen(factory, name, listener)
+
+    def stop() -> None:
+        for name, listener in listeners:
+            if event.contains(factory, name, listener):
+                event.remove(factory, name, listener)
+
+    return stop
 
 
-def _name_models(database: Database, found: list[Change]) -> None:
+def _name_models(bind: Any, found: list[Change]) -> None:
     """Fill in the model name of version changes whose model was not loaded."""
     unnamed = {c["model_id"] for c in found if c["type"] == "version" and c["model"] is None}
     if not unnamed:
         return
     try:
-        with database.engine.connect() as connection:
+        with bind.connect() as connection:
             names = dict(
                 connection.execute(select(Model.id, Model.name).where(Model.id.in_(unnamed))).all()
             )

@@ -26,8 +26,11 @@ from tests.integration.helpers import (
     upload,
 )
 
-OPEN_PATHS = {"/v2", "/v2/health/live", "/v2/health/ready", "/openapi.json", "/docs"}
-VALUES = {"name": "m", "version": "1.0.0", "job_id": "j", "batch_id": "b", "key_id": "1"}
+# The console's page and static files hold no data: every figure comes from keyed routes.
+OPEN_PATHS = {"/v2", "/v2/health/live", "/v2/health/ready", "/openapi.json", "/docs",
+              "/console", "/console/", "/console/static/b/m"}  # fmt: skip
+VALUES = {"name": "m", "version": "1.0.0", "job_id": "j", "batch_id": "b", "key_id": "1",
+          "bundle": "b"}  # fmt: skip
 
 
 def _routes(app: Flask) -> list[tuple[str, str, str | None]]:
