@@ -19,9 +19,10 @@ CHROMIUM = os.environ.get("INFERENCE_FARM_TEST_CHROMIUM", "/usr/bin/chromium")
 WAIT_MS = 30_000
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session."""
+    """One headless Chromium for these tests; Playwright's sync API keeps an event loop in
+    this thread while it runs, so it must stop before any later test calls asyncio.run()."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
