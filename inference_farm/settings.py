@@ -101,6 +101,11 @@ class Settings(BaseModel):
     flower_basic_auth: str | None = Field(
         None, description="user:password that Flower requires; unset: no auth."
     )
+    jobs_wait_for_workers: bool = Field(
+        False,
+        description="POST /v1/jobs queues a job for a model no live worker serves, for a pool "
+        "that scales from zero on its queue (KEDA); off: 503 at once.",
+    )
     flower_url: str | None = Field(
         None, description="Flower's address as a browser reaches it; the console links to it."
     )

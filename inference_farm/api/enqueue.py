@@ -130,13 +130,15 @@ def submit(
     max_queue_length: int,
     priority: int = 5,
     task_id: str | None = None,
+    need_worker: bool = True,
 ) -> str:
-    """Queue the request on its model's queue; the task id. 503 if no worker, 429 if full."""
+    """Queue the request on its model's queue; the task id. 503 if no worker (unless
+    need_worker is False), 429 if full."""
     payload = encode(prepared.job(deadline, task_id))
     argsrepr = f"({prepared.model!r}, {prepared.version!r}, {prepared.shapes!r})"
     return publish(
         celery, watch, INFER_TASK, payload, prepared.model, max_queue_length,
-        priority=priority, task_id=task_id, argsrepr=argsrepr,
+        priority=priority, task_id=task_id, argsrepr=argsrepr, need_worker=need_worker,
     )  # fmt: skip
 
 
@@ -151,10 +153,13 @@ def publish(
     priority: int,
     argsrepr: str,
     task_id: str | None = None,
+    need_worker: bool = True,
 ) -> str:
-    """Send task with payload to model's queue; the task id. 503 if no worker, 429 if full."""
+    """Send task with payload to model's queue; the task id. 503 if no worker (unless
+    need_worker is False: a pool that scales from zero on its queue will take it), 429 if
+    full."""
     queue = model_queue(model)
-    if not watch.serves(queue):
+    if need_worker and not watch.serves(queue):
         raise no_worker(model, queue)
     if watch.full(queue, max_queue_length):
         raise queue_full(model, max_queue_length)

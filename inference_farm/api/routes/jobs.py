@@ -102,6 +102,7 @@ def _enqueue(prepared: enqueue.Prepared, item: dict, batch_id: str | None) -> Jo
         enqueue.submit(
             context.celery, context.queues, prepared, deadline,
             context.settings.max_queue_length, priority=item["priority"], task_id=job.id,
+            need_worker=not context.settings.jobs_wait_for_workers,
         )  # fmt: skip
     except Exception:
         drop_job(context.db.session(), job)

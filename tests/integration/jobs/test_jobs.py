@@ -172,6 +172,34 @@ def test_no_live_worker_gets_503(api: FlaskClient, live: LiveClient, farm_settin
     assert response.headers["Retry-After"] == "5"
 
 
+def test_a_job_can_wait_for_a_pool_that_scales_from_zero(
+    farm_env: dict[str, str], tmp_path: Any
+) -> None:
+    from tests.integration.conftest import start_worker
+    from tests.services import stop_group
+
+    env = {**farm_env, "INFERENCE_FARM_JOBS_WAIT_FOR_WORKERS": "true"}
+    strict, waiting = client_for(load_settings(env=farm_env)), client_for(load_settings(env=env))
+    # This worker validates uploads (farm.control) but serves no queue of tiny's.
+    control = start_worker(farm_env, tmp_path / "control.log", "--models", "other")
+    pool = None
+    try:
+        assert upload(strict, "tiny", model_bytes(onnx_models.tiny_mlp())).status_code == 202
+        assert settled(strict, "tiny", "1.0.0")["status"] == "ready"
+        refused = strict.post("/v1/jobs", json=JOB)
+        assert refused.status_code == 503, refused.get_json()  # the default: no worker, no job
+        response = waiting.post("/v1/jobs", json=JOB)
+        assert response.status_code == 202, response.get_json()
+        status = lambda: waiting.get(response.get_json()["status_url"]).get_json()["status"]  # noqa: E731
+        assert status() == "queued"
+        pool = start_worker(farm_env, tmp_path / "pool.log", "--models", "tiny")  # from zero
+        assert wait_for(lambda: status() == "succeeded", timeout=60), status()
+    finally:
+        for process in (control, pool):
+            if process is not None:
+                stop_group(process)
+
+
 def test_an_expired_result_is_said_plainly(farm_env: dict[str, str], tmp_path: Any) -> None:
     from tests.integration.conftest import start_worker
     from tests.services import stop_group
