@@ -46,37 +46,64 @@ requirements() {  # what each image installs, as pip requirements of the project
     esac
 }
 
-# The base image's Python, machine and glibc: the wheels must be for them, not for the host.
+# The dependencies are resolved and downloaded inside BASE_IMAGE, by its own Python and pip, so
+# that wheel tags and environment markers (python_full_version < "3.11.3" …) are the target's.
+# That container gets limits this shell can grant (as root, podman raises nofile and nproc to
+# 1048576, which fails where root may not raise its hard limits, without CAP_SYS_RESOURCE), the
+# host's network, and the host's pip settings: its index and proxy variables, and the CA bundle
+# named by PIP_CERT (or SSL_CERT_FILE), mounted read-only.
 if ! podman image exists "$BASE_IMAGE"; then podman pull "$BASE_IMAGE" >&2; fi
-read -r py_version machine glibc < <(podman run --rm --network none --entrypoint python3 \
-    "$BASE_IMAGE" -c 'import os, platform, sys
-print(f"{sys.version_info[0]}.{sys.version_info[1]}", platform.machine(),
-      os.confstr("CS_GNU_LIBC_VERSION").split()[1])')
-py_nodot="${py_version/./}"
-glibc_minor="${glibc#*.}"
-platforms=()
-for minor in $(seq 17 "$glibc_minor"); do platforms+=(--platform "manylinux_2_${minor}_${machine}"); done
-platforms+=(--platform "manylinux2014_${machine}")
-log "BASE_IMAGE $BASE_IMAGE: Python $py_version, $machine, glibc $glibc"
+nproc="$(ulimit -Hu)"
+if [ "$nproc" = unlimited ] || [ "$nproc" -gt 16384 ]; then nproc=16384; fi
+limits=(--ulimit "nofile=$(ulimit -Sn):$(ulimit -Hn)" --ulimit "nproc=$nproc:$nproc")
+py_version="$(podman run --rm --network none "${limits[@]}" --entrypoint python3 "$BASE_IMAGE" \
+    -c 'import platform; print(*platform.python_version_tuple()[:2], sep=".")')"
+log "BASE_IMAGE $BASE_IMAGE: Python $py_version"
+pip_env=()
+for name in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_TRUSTED_HOST PIP_DEFAULT_TIMEOUT \
+    HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy; do
+    if [ -n "${!name:-}" ]; then pip_env+=(-e "$name"); fi
+done
+ca="${PIP_CERT:-${SSL_CERT_FILE:-}}"
+if [ -n "$ca" ] && [ -f "$ca" ]; then
+    pip_env+=(-v "$(realpath "$ca"):/run/farm-build-ca.pem:ro" -e PIP_CERT=/run/farm-build-ca.pem)
+fi
+
+download() {  # download WHEELHOUSE REQUIREMENT...: binary wheels only, into WHEELHOUSE
+    local wheelhouse="$1"
+    shift
+    podman run --rm --network host "${limits[@]}" "${pip_env[@]}" \
+        -v "$PWD/$wheelhouse:/wheelhouse" --entrypoint sh "$BASE_IMAGE" -c '
+        python3 -m venv /tmp/pip && /tmp/pip/bin/pip download --quiet --disable-pip-version-check \
+            --only-binary=:all: --dest /wheelhouse --find-links /wheelhouse "$@"' sh "$@" >&2
+}
 
 version="$("$PYTHON" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])' 2>/dev/null \
     || sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)"
 revision="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 created="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
+# One build at a time on this checkout: they share the wheelhouse and the tags.
+mkdir -p docker/wheelhouse
+exec 9>docker/wheelhouse/.lock
+flock 9
+
 for target in "${targets[@]}"; do
     started=$SECONDS
     wheelhouse="docker/wheelhouse/$target-py$py_version"
     mkdir -p "$wheelhouse"
-    rm -f "$wheelhouse"/inference_farm-*.whl
     log "$target: wheel of the project and its dependencies into $wheelhouse"
-    "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$wheelhouse" .
-    project_wheel="$(ls "$wheelhouse"/inference_farm-*.whl)"
+    # Into a folder of its own first: another build may be reading the wheelhouse.
+    fresh="$(mktemp -d "$wheelhouse/.project.XXXXXX")"
+    # shellcheck disable=SC2064  # expand now: the trap must remove this very folder
+    trap "rm -rf '$fresh'" EXIT
+    "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$fresh" .
+    project_wheel="$(basename "$(ls "$fresh"/inference_farm-*.whl)")"
+    mv -f "$fresh/$project_wheel" "$wheelhouse/$project_wheel"
+    rmdir "$fresh"
+    trap - EXIT
     # shellcheck disable=SC2046  # the requirements are separate words
-    "$PYTHON" -m pip download --quiet --dest "$wheelhouse" --find-links "$wheelhouse" \
-        --only-binary=:all: --implementation cp --python-version "$py_version" \
-        --abi "cp$py_nodot" --abi abi3 --abi none "${platforms[@]}" \
-        $(requirements "$target" | sed "s#inference-farm\[#$project_wheel[#")
+    download "$wheelhouse" $(requirements "$target" | sed "s#inference-farm\[#/wheelhouse/$project_wheel[#")
     log "$target: podman build"
     podman build --format docker --target "$target" -f docker/Dockerfile \
         --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "WHEELHOUSE=$wheelhouse" \
