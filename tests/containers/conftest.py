@@ -28,7 +28,7 @@ BASE_IMAGES = {
     name: f"localhost/farm-base/{name}:{SUITE}"
     for name in ("python3", "redis", "postgresql", "prometheus")
 }
-TAG = "dev"
+TAG = os.environ.get("INFERENCE_FARM_TEST_IMAGE_TAG", "dev")  # the tag docker/build.sh gives
 IMAGES = {
     target: f"localhost/inference-farm-{target}:{TAG}"
     for target in ("api", "worker-cpu", "worker-gpu")
