@@ -95,9 +95,12 @@ class Podman:
         return int(self("image", "inspect", "--format", "{{.Size}}", image).stdout.strip())
 
     def remove(self, *containers: str) -> None:
-        """Remove containers (stopped at once) and their anonymous volumes; absent is fine."""
-        if containers:
-            self("rm", "--force", "--volumes", "--time", "0", *containers, check=False)
+        """Remove containers (stopped at once) and their anonymous volumes, one at a time in
+        this order (a container whose network another one joined goes last); absent is fine."""
+        for container in containers:
+            self("rm", "--force", "--volumes", "--time", "0", container, check=False)
+        left = self("ps", "--all", "--format", "{{.Names}}", check=False).stdout.split()
+        assert not set(containers) & set(left), f"podman left {set(containers) & set(left)}"
 
     def wait_healthy(self, container: str, timeout: float) -> subprocess.CompletedProcess[str]:
         """Run the container's HEALTHCHECK until it passes or timeout passes; the last run."""
