@@ -126,11 +126,21 @@ def test_worker_runs_read_only_and_its_healthcheck_pings_it(
             podman.remove(worker, broker)
 
 
-def test_base_images_exist(podman: Podman, base_images: dict[str, str]) -> None:
+def test_base_images_have_what_they_are_for(podman: Podman, base_images: dict[str, str]) -> None:
     assert base_images == BASE_IMAGES
-    version = podman("run", "--rm", "--network", "none", base_images["python3"], "python3",
-                     "-c", "import sys, venv; print(sys.version_info[0])").stdout  # fmt: skip
-    assert version.strip() == "3"
+    run = ("run", "--rm", "--network", "none")
+    # A venv with pip: python3 -m venv needs python3-venv's ensurepip, not only the module.
+    pip = podman(*run, base_images["python3"], "sh", "-c",
+                 "python3 -m venv /tmp/v && /tmp/v/bin/python -m pip --version").stdout  # fmt: skip
+    assert pip.startswith("pip "), pip
+    versions = {
+        "redis": ("redis-server", "--version"),
+        "postgresql": ("postgres", "--version"),
+        "prometheus": ("prometheus", "--version"),
+    }
+    for name, (program, flag) in versions.items():
+        out = podman(*run, "--entrypoint", program, base_images[name], flag)
+        assert out.returncode == 0 and (out.stdout + out.stderr).strip(), (name, out)
 
 
 def _answers(url: str) -> bool:
