@@ -26,7 +26,6 @@ class EventHub:
         self.run = run  # awaitable work(*args) on the API's threads
         self.viewers: set[asyncio.Queue[Event]] = set()
         self.latest: dict[str, Any] | None = None
-        self.snapshots = 0  # how many were computed, for the bound on cost
         self._task: asyncio.Task[None] | None = None
         self._stop: threading.Event | None = None
 
@@ -70,7 +69,6 @@ class EventHub:
         while True:
             try:
                 self.latest = await self.run(snapshot.take, self.context)
-                self.snapshots += 1
                 self.publish("snapshot", self.latest)
             except asyncio.CancelledError:
                 raise

@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
 from inference_farm import __version__
-from inference_farm.api import create_app
 from inference_farm.api.auth import OPEN, scope
 from inference_farm.errors import Conflict, FarmError, RateLimited
-from inference_farm.settings import Settings
 
 LEAK = "db password is hunter2"
-
-
-@pytest.fixture
-def app(sqlite_settings: Settings) -> Iterator[Flask]:
-    app = create_app(sqlite_settings)
-    yield app
-    app.extensions["farm"].db.engine.dispose()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def _raiser(error: Exception):

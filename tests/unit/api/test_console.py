@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
-from inference_farm.api import create_app
 from inference_farm.api.console import routes
 from inference_farm.api.console.snapshot import for_key
 from inference_farm.api.console.stream import encode, visible
-from inference_farm.settings import Settings
 
 SNAPSHOT = {"at": 1.0, "ready": True, "checks": {}, "workers": [], "queues": {}, "jobs": {},
             "api": {}}  # fmt: skip
-
-
-@pytest.fixture
-def app(sqlite_settings: Settings) -> Iterator[Flask]:
-    app = create_app(sqlite_settings)
-    yield app
-    app.extensions["farm"].db.engine.dispose()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def test_the_page_needs_no_key_and_sends_strict_headers(client: FlaskClient) -> None:
